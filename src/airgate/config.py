@@ -1,0 +1,89 @@
+"""Settings, from one source: command-line flags over AIRGATE_* environment variables over
+defaults. Everything else reads a `Settings`, never the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+DEFAULT_PORT = 8420
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "000000000000"
+
+
+class ConfigError(ValueError):
+    """A setting that can't be used; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    region: str = DEFAULT_REGION
+    account_id: str = DEFAULT_ACCOUNT_ID
+    database_url: str | None = None  # None: SQLite in `home`
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'airgate.db'}"
+
+    @property
+    def credentials_file(self) -> Path:
+        """The bootstrap administrator's credentials (0600)."""
+        return self.home / "credentials.json"
+
+    @property
+    def master_key_file(self) -> Path:
+        """The key that encrypts secret access keys at rest (0600), unless supplied."""
+        return self.home / "master.key"
+
+    @property
+    def server_file(self) -> Path:
+        """Where a running `airgate up` records its address, for `airgate shellenv`."""
+        return self.home / "server.json"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def endpoint_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def validate(self) -> Settings:
+        if not re.fullmatch(r"\d{12}", self.account_id):
+            raise ConfigError(f"account id must be 12 digits, got {self.account_id!r}")
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
+            raise ConfigError(f"not a region name: {self.region!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port out of range: {self.port}")
+        return self
+
+
+def from_environment(env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from AIRGATE_* variables, then `overrides` (flags) where not None."""
+    env = dict(os.environ if env is None else env)
+    settings = Settings(
+        home=Path(env.get("AIRGATE_HOME") or Path.home() / ".airgate").expanduser(),
+        host=env.get("AIRGATE_HOST", "127.0.0.1"),
+        port=_port(env.get("AIRGATE_PORT", str(DEFAULT_PORT))),
+        region=env.get("AIRGATE_REGION", DEFAULT_REGION),
+        account_id=env.get("AIRGATE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID),
+        database_url=env.get("AIRGATE_DATABASE_URL") or None,
+    )
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "home" in given:
+        given["home"] = Path(str(given["home"])).expanduser()
+    return replace(settings, **given).validate()  # type: ignore[arg-type]
+
+
+def _port(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"AIRGATE_PORT must be a number, got {text!r}") from None
