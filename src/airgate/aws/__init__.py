@@ -1,0 +1,1 @@
+"""The AWS wire: botocore's service model, routing, validation and rest-json."""

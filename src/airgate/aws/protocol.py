@@ -1,0 +1,190 @@
+"""rest-json: turn a raw request into operation input, and results or errors into responses.
+
+Every member's location (uri, querystring, header, body) and wire name comes from the model,
+so one parser and one serializer serve every operation. This is the inverse of what botocore's
+rest-json serializer and parser do on the client side; tests hold the two against each other.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.model import OperationModel, Shape, StructureShape
+
+from airgate.aws.spec import service_model
+from airgate.aws.validate import validate
+from airgate.errors import ServiceError, ValidationException
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def parse_input(
+    operation: OperationModel,
+    uri_params: Mapping[str, str],
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    body: bytes,
+) -> dict[str, Any]:
+    """Operation input from the request's parts, validated against the model.
+
+    `headers` must have lower-case names. Raises ValidationException on anything malformed.
+    """
+    shape = operation.input_shape
+    if shape is None:
+        return {}
+    params: dict[str, Any] = {}
+    body_members: dict[str, tuple[str, Shape]] = {}
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        wire = member.serialization.get("name", name)
+        if location == "uri":
+            if wire in uri_params:
+                params[name] = _scalar_from_text(member, uri_params[wire], name)
+        elif location == "querystring":
+            values = [v for k, v in query if k == wire]
+            if values:
+                params[name] = (
+                    [_scalar_from_text(member.member, v, name) for v in values]
+                    if member.type_name == "list"
+                    else _scalar_from_text(member, values[-1], name)
+                )
+        elif location == "header":
+            if wire.lower() in headers:
+                params[name] = _scalar_from_text(member, headers[wire.lower()], name)
+        else:
+            body_members[name] = (wire, member)
+    if body_members:
+        document = _json_object(body)
+        for name, (wire, member) in body_members.items():
+            if document.get(wire) is not None:
+                params[name] = _from_json(member, document[wire])
+    validate(shape, params)
+    return params
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        document = json.loads(body)
+    except UnicodeDecodeError:
+        raise ValidationException("Request body is not valid UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise ValidationException(f"Request body is not valid JSON: {error.msg}") from None
+    if not isinstance(document, dict):
+        raise ValidationException("Request body must be a JSON object")
+    return document
+
+
+def _scalar_from_text(shape: Shape, text: str, name: str) -> Any:
+    """A uri/querystring/header value, converted to the member's type."""
+    kind = shape.type_name
+    if kind in ("integer", "long"):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValidationException(
+                f"Value '{text[:100]}' at '{name}' failed to satisfy constraint: "
+                "Member must be an integer"
+            ) from None
+    if kind == "boolean":
+        if text in ("true", "false"):
+            return text == "true"
+        raise ValidationException(f"Value at '{name}' must be true or false")
+    return text
+
+
+def _from_json(shape: Shape, value: Any) -> Any:
+    """Body values are JSON already, except timestamps, which arrive as epoch seconds.
+
+    Values of the wrong JSON type are passed through for validation to report.
+    """
+    kind = shape.type_name
+    if kind == "timestamp" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+        except (OverflowError, OSError, ValueError):
+            return value
+    if kind == "structure" and isinstance(value, dict) and not shape.metadata.get("document"):
+        members = shape.members
+        return {k: _from_json(members[k], v) if k in members else v for k, v in value.items()}
+    if kind == "list" and isinstance(value, list):
+        return [_from_json(shape.member, v) for v in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: _from_json(shape.value, v) for k, v in value.items()}
+    return value
+
+
+# --- serializing -----------------------------------------------------------------------
+
+
+def serialize_output(operation: OperationModel, result: Mapping[str, Any]) -> Response:
+    shape = operation.output_shape
+    status = int(operation.http.get("responseCode", 200))
+    headers = {"content-type": JSON_CONTENT_TYPE}
+    document: dict[str, Any] = {}
+    if shape is not None:
+        for name, member in shape.members.items():
+            value = result.get(name)
+            if value is None:
+                continue
+            location = member.serialization.get("location")
+            if location == "header":
+                headers[member.serialization.get("name", name).lower()] = str(value)
+            elif location == "statusCode":
+                status = int(value)
+            else:
+                document[member.serialization.get("name", name)] = _to_json(member, value)
+    return Response(status, json.dumps(document, separators=(",", ":")).encode(), headers)
+
+
+def _to_json(shape: Shape, value: Any) -> Any:
+    kind = shape.type_name
+    if kind == "timestamp":
+        assert isinstance(value, datetime.datetime)
+        return value.timestamp()
+    if kind == "structure" and not shape.metadata.get("document"):
+        assert isinstance(shape, StructureShape)
+        return {k: _to_json(shape.members[k], v) for k, v in value.items()
+                if v is not None and k in shape.members}
+    if kind == "list":
+        return [_to_json(shape.member, v) for v in value]
+    if kind == "map":
+        return {k: _to_json(shape.value, v) for k, v in value.items()}
+    return value
+
+
+def serialize_error(error: ServiceError) -> Response:
+    """An error response botocore parses into ClientError with this code and message.
+
+    Errors the model defines use their shape's members (`message` or `Message`, plus e.g.
+    RestApiStatusCode); the shared SigV4 errors use `message`.
+    """
+    document: dict[str, Any] = {}
+    model = service_model()
+    if error.code in model.shape_names:
+        shape = model.shape_for(error.code)
+        assert isinstance(shape, StructureShape)
+        message_key = "Message" if "Message" in shape.members else "message"
+        document[message_key] = error.message
+        for name, value in error.fields.items():
+            if name in shape.members and value is not None:
+                document[name] = _to_json(shape.members[name], value)
+    else:
+        document["message"] = error.message
+    headers = {"content-type": JSON_CONTENT_TYPE, "x-amzn-errortype": error.code}
+    return Response(error.status, json.dumps(document, separators=(",", ":")).encode(), headers)
