@@ -1,0 +1,1 @@
+"""Request authentication and authorization: who sent an API call, and what it may do."""
