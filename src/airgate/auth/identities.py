@@ -1,0 +1,521 @@
+"""The account's identities: users, roles, access keys, role sessions and their policies.
+
+This is what `airgate iam ...` manages and what the gateway consults on every request to
+learn who signed it and which policies apply. Names, ids and errors follow IAM and STS
+(AIDA/AROA/ANPA ids, AKIA/ASIA access keys, NoSuchEntity, EntityAlreadyExists, ...), so that
+anyone who knows the AWS CLI knows these commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import functools
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from airgate.auth.policy import MalformedPolicyDocument, Policy, parse_policy
+from airgate.auth.secrets import SecretBox
+from airgate.errors import ExpiredTokenException, UnrecognizedClientException
+from airgate.store.db import Database
+from airgate.store.schema import (
+    AccessKey,
+    InlinePolicy,
+    ManagedPolicy,
+    PolicyAttachment,
+    Role,
+    User,
+)
+
+PrincipalKind = Literal["user", "role"]
+
+_NAME = re.compile(r"[\w+=,.@-]{1,64}")
+_POLICY_NAME = re.compile(r"[\w+=,.@-]{1,128}")
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
+_PATH = re.compile(r"/([\x21-\x7e]{0,510}/)?")
+_MAX_KEYS_PER_USER = 2
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_INVALID_TOKEN = "The security token included in the request is invalid."
+
+
+class IamError(Exception):
+    """An IAM/STS error, named by its AWS code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def _random_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_BASE32) for _ in range(16))
+
+
+def _secret_access_key() -> str:
+    return base64.b64encode(secrets.token_bytes(30)).decode()  # 40 characters
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise IamError("ValidationError", f"The specified value for {what} is invalid: "
+                       f"it must match {pattern.pattern}")
+    return value
+
+
+def _parse_document(document: str) -> str:
+    try:
+        parse_policy(document)
+    except MalformedPolicyDocument as error:
+        raise IamError("MalformedPolicyDocument", str(error)) from None
+    return document
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who signed a request, as policy evaluation and Airflow need to see them."""
+
+    kind: Literal["User", "AssumedRole"]
+    arn: str  # the caller's ARN: a user, or arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION
+    principal_arn: str  # aws:PrincipalArn: the user's or the role's ARN
+    user_id: str  # aws:userid: AIDA..., or AROA...:SESSION
+    username: str | None  # aws:username, for users only
+    policies: tuple[Policy, ...]
+
+    @property
+    def airflow_identity(self) -> str:
+        """How Airflow names this caller: `user/alice`, `assumed-role/Role/session`."""
+        return self.arn.split(":", 5)[5]
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """An access key as the verifier needs it: the secret, and whom it belongs to."""
+
+    access_key_id: str
+    secret_access_key: str
+    principal: Principal
+    session_token_sha256: str | None = None  # temporary credentials only
+    expires_at: datetime.datetime | None = None
+
+    def check_session(self, presented_token: str | None, now: datetime.datetime) -> None:
+        """Temporary credentials need their own session token, unexpired; long-term keys
+        take none."""
+        if self.session_token_sha256 is None:
+            if presented_token:
+                raise UnrecognizedClientException(_INVALID_TOKEN)
+            return
+        presented = _sha256(presented_token or "")
+        if not hmac.compare_digest(presented, self.session_token_sha256):
+            raise UnrecognizedClientException(_INVALID_TOKEN)
+        if self.expires_at is not None and now >= self.expires_at:
+            raise ExpiredTokenException("The security token included in the request is expired")
+
+
+class Identities:
+    """IAM for one account, backed by the state store."""
+
+    def __init__(self, db: Database, box: SecretBox, account_id: str) -> None:
+        self._db = db
+        self._box = box
+        self.account_id = account_id
+
+    # --- ARNs ------------------------------------------------------------------------
+
+    def user_arn(self, user: User) -> str:
+        return f"arn:aws:iam::{self.account_id}:user{user.path}{user.name}"
+
+    def role_arn(self, role: Role) -> str:
+        return f"arn:aws:iam::{self.account_id}:role{role.path}{role.name}"
+
+    def policy_arn(self, policy: ManagedPolicy) -> str:
+        return f"arn:aws:iam::{self.account_id}:policy{policy.path}{policy.name}"
+
+    # --- users -----------------------------------------------------------------------
+
+    def create_user(self, name: str, path: str = "/") -> dict[str, Any]:
+        _check(_NAME, name, "userName")
+        _check(_PATH, path, "path")
+        with self._db.transaction() as session:
+            if self._find_user(session, name) is not None:
+                raise IamError("EntityAlreadyExists", f"User with name {name} already exists.")
+            user = User(user_id=_random_id("AIDA"), name=name, path=path, created_at=_now())
+            session.add(user)
+            return self._user_view(user)
+
+    def get_user(self, name: str) -> dict[str, Any]:
+        with self._db.reading() as session:
+            return self._user_view(self._user(session, name))
+
+    def list_users(self) -> list[dict[str, Any]]:
+        with self._db.reading() as session:
+            return [self._user_view(u) for u in session.scalars(select(User).order_by(User.name))]
+
+    def delete_user(self, name: str) -> None:
+        with self._db.transaction() as session:
+            user = self._user(session, name)
+            if self._keys_of(session, user) or self._inline_names(session, "user", user.user_id) \
+                    or self._attached(session, "user", user.user_id):
+                raise IamError("DeleteConflict", "Cannot delete entity, must delete access "
+                               "keys and policies first.")
+            session.delete(user)
+
+    def _user_view(self, user: User) -> dict[str, Any]:
+        return {"UserName": user.name, "UserId": user.user_id, "Arn": self.user_arn(user),
+                "Path": user.path, "CreateDate": user.created_at.isoformat()}
+
+    @staticmethod
+    def _find_user(session: Session, name: str) -> User | None:
+        return session.scalar(select(User).where(User.name == name))
+
+    def _user(self, session: Session, name: str) -> User:
+        user = self._find_user(session, name)
+        if user is None:
+            raise IamError("NoSuchEntity", f"The user with name {name} cannot be found.")
+        return user
+
+    # --- access keys -----------------------------------------------------------------
+
+    def create_access_key(self, user_name: str) -> dict[str, Any]:
+        """A new long-term key; the only time its secret is ever shown."""
+        with self._db.transaction() as session:
+            user = self._user(session, user_name)
+            if len(self._keys_of(session, user)) >= _MAX_KEYS_PER_USER:
+                raise IamError("LimitExceeded", "Cannot exceed quota for AccessKeysPerUser: "
+                               f"{_MAX_KEYS_PER_USER}")
+            secret = _secret_access_key()
+            key = AccessKey(access_key_id=_random_id("AKIA"), user_id=user.user_id,
+                            secret_ciphertext=self._box.encrypt(secret), created_at=_now())
+            session.add(key)
+            view = self._key_view(key, user)
+            view["SecretAccessKey"] = secret
+            return view
+
+    def list_access_keys(self, user_name: str) -> list[dict[str, Any]]:
+        with self._db.reading() as session:
+            user = self._user(session, user_name)
+            return [self._key_view(k, user) for k in self._keys_of(session, user)]
+
+    def update_access_key(self, user_name: str, access_key_id: str, status: str) -> None:
+        if status not in ("Active", "Inactive"):
+            raise IamError("ValidationError", "Status must be Active or Inactive")
+        with self._db.transaction() as session:
+            self._key(session, user_name, access_key_id).status = status
+
+    def delete_access_key(self, user_name: str, access_key_id: str) -> None:
+        with self._db.transaction() as session:
+            session.delete(self._key(session, user_name, access_key_id))
+
+    def _key(self, session: Session, user_name: str, access_key_id: str) -> AccessKey:
+        user = self._user(session, user_name)
+        key = session.get(AccessKey, access_key_id)
+        if key is None or key.user_id != user.user_id:
+            raise IamError("NoSuchEntity",
+                           f"The Access Key with id {access_key_id} cannot be found.")
+        return key
+
+    @staticmethod
+    def _keys_of(session: Session, user: User) -> list[AccessKey]:
+        query = select(AccessKey).where(AccessKey.user_id == user.user_id)
+        return list(session.scalars(query.order_by(AccessKey.created_at)))
+
+    @staticmethod
+    def _key_view(key: AccessKey, user: User) -> dict[str, Any]:
+        return {"UserName": user.name, "AccessKeyId": key.access_key_id, "Status": key.status,
+                "CreateDate": key.created_at.isoformat()}
+
+    # --- roles and sessions ----------------------------------------------------------
+
+    def create_role(self, name: str, assume_role_policy_document: str | None = None,
+                    path: str = "/", max_session_duration: int = 3600) -> dict[str, Any]:
+        """A role; its trust policy defaults to trusting this account, as the console does."""
+        if assume_role_policy_document is None:
+            assume_role_policy_document = json.dumps({
+                "Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": "sts:AssumeRole",
+                    "Principal": {"AWS": f"arn:aws:iam::{self.account_id}:root"}}]})
+        _check(_NAME, name, "roleName")
+        _check(_PATH, path, "path")
+        if not 3600 <= max_session_duration <= 43200:
+            raise IamError("ValidationError", "MaxSessionDuration must be between 3600 and "
+                           "43200 seconds")
+        _check_trust_policy(assume_role_policy_document)
+        with self._db.transaction() as session:
+            if self._find_role(session, name) is not None:
+                raise IamError("EntityAlreadyExists", f"Role with name {name} already exists.")
+            role = Role(role_id=_random_id("AROA"), name=name, path=path, created_at=_now(),
+                        assume_role_policy=assume_role_policy_document,
+                        max_session_duration=max_session_duration)
+            session.add(role)
+            return self._role_view(role)
+
+    def get_role(self, name: str) -> dict[str, Any]:
+        with self._db.reading() as session:
+            return self._role_view(self._role(session, name))
+
+    def list_roles(self) -> list[dict[str, Any]]:
+        with self._db.reading() as session:
+            return [self._role_view(r) for r in session.scalars(select(Role).order_by(Role.name))]
+
+    def delete_role(self, name: str) -> None:
+        with self._db.transaction() as session:
+            role = self._role(session, name)
+            if self._inline_names(session, "role", role.role_id) \
+                    or self._attached(session, "role", role.role_id):
+                raise IamError("DeleteConflict", "Cannot delete entity, must delete policies "
+                               "first.")
+            session.execute(delete(AccessKey).where(AccessKey.role_id == role.role_id))
+            session.delete(role)
+
+    def assume_role(self, role_name: str, session_name: str,
+                    duration_seconds: int = 3600) -> dict[str, Any]:
+        """Temporary credentials for a session of the role, as STS AssumeRole returns them.
+
+        Issued by the operator (who owns the store), so the role's trust policy is recorded
+        but not evaluated against a caller.
+        """
+        _check(_SESSION_NAME, session_name, "roleSessionName")
+        with self._db.transaction() as session:
+            role = self._role(session, role_name)
+            if not 900 <= duration_seconds <= role.max_session_duration:
+                raise IamError("ValidationError", "The requested DurationSeconds exceeds the "
+                               "MaxSessionDuration set for this role." if duration_seconds > 900
+                               else "DurationSeconds must be at least 900")
+            secret = _secret_access_key()
+            token = base64.b64encode(secrets.token_bytes(120)).decode()
+            expires = _now() + datetime.timedelta(seconds=duration_seconds)
+            key = AccessKey(access_key_id=_random_id("ASIA"), role_id=role.role_id,
+                            secret_ciphertext=self._box.encrypt(secret), created_at=_now(),
+                            session_name=session_name, session_token_sha256=_sha256(token),
+                            expires_at=expires)
+            session.add(key)
+            return {
+                "Credentials": {"AccessKeyId": key.access_key_id, "SecretAccessKey": secret,
+                                "SessionToken": token, "Expiration": expires.isoformat()},
+                "AssumedRoleUser": {
+                    "AssumedRoleId": f"{role.role_id}:{session_name}",
+                    "Arn": f"arn:aws:sts::{self.account_id}:assumed-role/{role.name}/"
+                           f"{session_name}",
+                },
+            }
+
+    def _role_view(self, role: Role) -> dict[str, Any]:
+        return {"RoleName": role.name, "RoleId": role.role_id, "Arn": self.role_arn(role),
+                "Path": role.path, "CreateDate": role.created_at.isoformat(),
+                "MaxSessionDuration": role.max_session_duration,
+                "AssumeRolePolicyDocument": json.loads(role.assume_role_policy)}
+
+    @staticmethod
+    def _find_role(session: Session, name: str) -> Role | None:
+        return session.scalar(select(Role).where(Role.name == name))
+
+    def _role(self, session: Session, name: str) -> Role:
+        role = self._find_role(session, name)
+        if role is None:
+            raise IamError("NoSuchEntity", f"The role with name {name} cannot be found.")
+        return role
+
+    # --- inline policies -------------------------------------------------------------
+
+    def put_inline_policy(self, kind: PrincipalKind, principal_name: str, policy_name: str,
+                          document: str) -> None:
+        _check(_POLICY_NAME, policy_name, "policyName")
+        _parse_document(document)
+        with self._db.transaction() as session:
+            principal_id = self._principal_id(session, kind, principal_name)
+            existing = session.get(InlinePolicy, (kind, principal_id, policy_name))
+            if existing is None:
+                session.add(InlinePolicy(principal_kind=kind, principal_id=principal_id,
+                                         name=policy_name, document=document))
+            else:
+                existing.document = document
+
+    def get_inline_policy(self, kind: PrincipalKind, principal_name: str,
+                          policy_name: str) -> dict[str, Any]:
+        with self._db.reading() as session:
+            policy = self._inline(session, kind, principal_name, policy_name)
+            return {"PolicyName": policy.name, "PolicyDocument": json.loads(policy.document)}
+
+    def list_inline_policies(self, kind: PrincipalKind, principal_name: str) -> list[str]:
+        with self._db.reading() as session:
+            return self._inline_names(session, kind,
+                                      self._principal_id(session, kind, principal_name))
+
+    def delete_inline_policy(self, kind: PrincipalKind, principal_name: str,
+                             policy_name: str) -> None:
+        with self._db.transaction() as session:
+            session.delete(self._inline(session, kind, principal_name, policy_name))
+
+    def _inline(self, session: Session, kind: PrincipalKind, principal_name: str,
+                policy_name: str) -> InlinePolicy:
+        principal_id = self._principal_id(session, kind, principal_name)
+        policy = session.get(InlinePolicy, (kind, principal_id, policy_name))
+        if policy is None:
+            raise IamError("NoSuchEntity", f"The {kind} policy with name {policy_name} "
+                           "cannot be found.")
+        return policy
+
+    @staticmethod
+    def _inline_names(session: Session, kind: str, principal_id: str) -> list[str]:
+        query = select(InlinePolicy.name).where(InlinePolicy.principal_kind == kind,
+                                                InlinePolicy.principal_id == principal_id)
+        return list(session.scalars(query.order_by(InlinePolicy.name)))
+
+    def _principal_id(self, session: Session, kind: PrincipalKind, name: str) -> str:
+        return self._user(session, name).user_id if kind == "user" \
+            else self._role(session, name).role_id
+
+    # --- managed policies ------------------------------------------------------------
+
+    def create_policy(self, name: str, document: str, path: str = "/") -> dict[str, Any]:
+        _check(_POLICY_NAME, name, "policyName")
+        _check(_PATH, path, "path")
+        _parse_document(document)
+        try:
+            with self._db.transaction() as session:
+                policy = ManagedPolicy(policy_id=_random_id("ANPA"), name=name, path=path,
+                                       document=document, created_at=_now())
+                session.add(policy)
+                session.flush()
+                return self._policy_view(policy)
+        except IntegrityError:
+            raise IamError("EntityAlreadyExists",
+                           f"A policy called {name} already exists.") from None
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        with self._db.reading() as session:
+            query = select(ManagedPolicy).order_by(ManagedPolicy.name)
+            return [self._policy_view(p) for p in session.scalars(query)]
+
+    def get_policy_document(self, arn: str) -> dict[str, Any]:
+        with self._db.reading() as session:
+            return json.loads(self._policy(session, arn).document)  # type: ignore[no-any-return]
+
+    def delete_policy(self, arn: str) -> None:
+        with self._db.transaction() as session:
+            policy = self._policy(session, arn)
+            attached = session.scalar(select(PolicyAttachment).where(
+                PolicyAttachment.policy_id == policy.policy_id))
+            if attached is not None:
+                raise IamError("DeleteConflict", "Cannot delete a policy attached to entities.")
+            session.delete(policy)
+
+    def attach_policy(self, kind: PrincipalKind, principal_name: str, arn: str) -> None:
+        with self._db.transaction() as session:
+            principal_id = self._principal_id(session, kind, principal_name)
+            policy = self._policy(session, arn)
+            key = (kind, principal_id, policy.policy_id)
+            if session.get(PolicyAttachment, key) is None:
+                session.add(PolicyAttachment(principal_kind=kind, principal_id=principal_id,
+                                             policy_id=policy.policy_id))
+
+    def detach_policy(self, kind: PrincipalKind, principal_name: str, arn: str) -> None:
+        with self._db.transaction() as session:
+            principal_id = self._principal_id(session, kind, principal_name)
+            policy = self._policy(session, arn)
+            attachment = session.get(PolicyAttachment, (kind, principal_id, policy.policy_id))
+            if attachment is None:
+                raise IamError("NoSuchEntity", f"Policy {arn} was not found.")
+            session.delete(attachment)
+
+    def list_attached_policies(self, kind: PrincipalKind,
+                               principal_name: str) -> list[dict[str, str]]:
+        with self._db.reading() as session:
+            principal_id = self._principal_id(session, kind, principal_name)
+            return [{"PolicyName": p.name, "PolicyArn": self.policy_arn(p)}
+                    for p in self._attached(session, kind, principal_id)]
+
+    @staticmethod
+    def _attached(session: Session, kind: str, principal_id: str) -> list[ManagedPolicy]:
+        query = (select(ManagedPolicy)
+                 .join(PolicyAttachment, PolicyAttachment.policy_id == ManagedPolicy.policy_id)
+                 .where(PolicyAttachment.principal_kind == kind,
+                        PolicyAttachment.principal_id == principal_id)
+                 .order_by(ManagedPolicy.name))
+        return list(session.scalars(query))
+
+    def _policy(self, session: Session, arn: str) -> ManagedPolicy:
+        prefix = f"arn:aws:iam::{self.account_id}:policy"
+        if arn.startswith(prefix):
+            path_and_name = arn[len(prefix):]
+            path, _, name = path_and_name.rpartition("/")
+            policy = session.scalar(select(ManagedPolicy).where(
+                ManagedPolicy.name == name, ManagedPolicy.path == path + "/"))
+            if policy is not None:
+                return policy
+        raise IamError("NoSuchEntity", f"Policy {arn} does not exist or is not attachable.")
+
+    def _policy_view(self, policy: ManagedPolicy) -> dict[str, Any]:
+        return {"PolicyName": policy.name, "PolicyId": policy.policy_id,
+                "Arn": self.policy_arn(policy), "Path": policy.path,
+                "CreateDate": policy.created_at.isoformat()}
+
+    # --- request-time resolution -----------------------------------------------------
+
+    def credential(self, access_key_id: str) -> Credential | None:
+        """The key's secret and principal, or None if no active key has this id."""
+        with self._db.reading() as session:
+            key = session.get(AccessKey, access_key_id)
+            if key is None or key.status != "Active":
+                return None
+            if key.role is not None:
+                principal = self._session_principal(session, key.role, key.session_name or "")
+            else:
+                assert key.user is not None
+                principal = self._user_principal(session, key.user)
+            return Credential(access_key_id, self._box.decrypt(key.secret_ciphertext),
+                              principal, key.session_token_sha256, key.expires_at)
+
+    def _user_principal(self, session: Session, user: User) -> Principal:
+        arn = self.user_arn(user)
+        return Principal(kind="User", arn=arn, principal_arn=arn, user_id=user.user_id,
+                         username=user.name,
+                         policies=self._policies_of(session, "user", user.user_id))
+
+    def _session_principal(self, session: Session, role: Role, session_name: str) -> Principal:
+        return Principal(
+            kind="AssumedRole",
+            arn=f"arn:aws:sts::{self.account_id}:assumed-role/{role.name}/{session_name}",
+            principal_arn=self.role_arn(role), user_id=f"{role.role_id}:{session_name}",
+            username=None, policies=self._policies_of(session, "role", role.role_id),
+        )
+
+    def _policies_of(self, session: Session, kind: str, principal_id: str) -> tuple[Policy, ...]:
+        inline = session.scalars(select(InlinePolicy.document).where(
+            InlinePolicy.principal_kind == kind, InlinePolicy.principal_id == principal_id))
+        managed = (p.document for p in self._attached(session, kind, principal_id))
+        return tuple(_parsed(document) for document in [*inline, *managed])
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(document: str) -> Policy:
+    """Policies are parsed once per distinct document, not on every request."""
+    return parse_policy(document)
+
+
+def _check_trust_policy(document: str) -> None:
+    """A trust policy names principals, so it is checked as JSON with statements only."""
+    try:
+        parsed = json.loads(document)
+    except json.JSONDecodeError as error:
+        raise IamError("MalformedPolicyDocument", f"Syntax errors in policy: {error.msg}") from None
+    if not isinstance(parsed, dict) or "Statement" not in parsed:
+        raise IamError("MalformedPolicyDocument", "Trust policy must be a JSON object with "
+                       "a Statement")
+
