@@ -1,0 +1,1 @@
+"""Environments: their records, their lifecycle, and the runtime that makes them real."""

@@ -1,0 +1,141 @@
+"""Environment records in the state store, with the transitions the MWAA lifecycle allows."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from airgate.errors import ResourceNotFoundException, ValidationException
+from airgate.store.db import Database
+from airgate.store.schema import Environment, EnvironmentTag
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentRecord:
+    """A snapshot of one environment, detached from the database."""
+
+    name: str
+    status: str
+    created_at: datetime.datetime
+    spec: dict[str, Any]
+    last_update: dict[str, Any] | None
+    runtime: dict[str, Any]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _snapshot(row: Environment) -> EnvironmentRecord:
+    return EnvironmentRecord(
+        name=row.name, status=row.status, created_at=row.created_at,
+        spec=copy.deepcopy(row.spec), last_update=copy.deepcopy(row.last_update),
+        runtime=copy.deepcopy(row.runtime or {}), tags={t.key: t.value for t in row.tags},
+    )
+
+
+def _not_found(name: str) -> ResourceNotFoundException:
+    return ResourceNotFoundException(f"Environment {name} was not found.")
+
+
+class EnvironmentStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, name: str, spec: Mapping[str, Any], tags: Mapping[str, str],
+               now: datetime.datetime, source: str) -> EnvironmentRecord:
+        """A new record in CREATING; ValidationException if the name is taken."""
+        row = Environment(
+            name=name, status="CREATING", created_at=now, spec=dict(spec), runtime={},
+            last_update={"Status": "PENDING", "CreatedAt": now.isoformat(), "Source": source},
+            tags=[EnvironmentTag(key=k, value=v) for k, v in tags.items()],
+        )
+        try:
+            with self._db.transaction() as session:
+                if session.get(Environment, name) is not None:
+                    raise _already_exists(name)
+                session.add(row)
+                session.flush()
+                return _snapshot(row)
+        except IntegrityError:
+            raise _already_exists(name) from None
+
+    def get(self, name: str) -> EnvironmentRecord:
+        with self._db.reading() as session:
+            return _snapshot(self._row(session, name))
+
+    def find(self, name: str) -> EnvironmentRecord | None:
+        with self._db.reading() as session:
+            row = session.get(Environment, name)
+            return None if row is None else _snapshot(row)
+
+    def names(self, after: str | None, limit: int) -> list[str]:
+        """Names in order, starting after `after`, at most `limit` of them."""
+        query = select(Environment.name).order_by(Environment.name).limit(limit)
+        if after is not None:
+            query = query.where(Environment.name > after)
+        with self._db.reading() as session:
+            return list(session.scalars(query))
+
+    def all(self) -> list[EnvironmentRecord]:
+        with self._db.reading() as session:
+            rows = session.scalars(select(Environment).order_by(Environment.name))
+            return [_snapshot(row) for row in rows]
+
+    def transition(self, name: str, *, allowed_from: frozenset[str] | None, status: str,
+                   spec: Mapping[str, Any] | None = None,
+                   last_update: Mapping[str, Any] | None = None,
+                   runtime: Mapping[str, Any] | None = None) -> EnvironmentRecord:
+        """Move to `status` (and set the given fields) if the current status allows it."""
+        with self._db.transaction() as session:
+            row = self._row(session, name)
+            if allowed_from is not None and row.status not in allowed_from:
+                raise ValidationException(
+                    f"Environment {name} is in status {row.status}; this change needs one of: "
+                    + ", ".join(sorted(allowed_from)))
+            row.status = status
+            if spec is not None:
+                row.spec = dict(spec)
+            if last_update is not None:
+                row.last_update = dict(last_update)
+            if runtime is not None:
+                row.runtime = dict(runtime)
+            session.flush()
+            return _snapshot(row)
+
+    def remove(self, name: str) -> None:
+        with self._db.transaction() as session:
+            row = session.get(Environment, name)
+            if row is not None:
+                session.delete(row)
+
+    def tag(self, name: str, tags: Mapping[str, str]) -> None:
+        with self._db.transaction() as session:
+            row = self._row(session, name)
+            existing = {t.key: t for t in row.tags}
+            for key, value in tags.items():
+                if key in existing:
+                    existing[key].value = value
+                else:
+                    row.tags.append(EnvironmentTag(key=key, value=value))
+
+    def untag(self, name: str, keys: list[str]) -> None:
+        with self._db.transaction() as session:
+            row = self._row(session, name)
+            row.tags = [t for t in row.tags if t.key not in set(keys)]
+
+    @staticmethod
+    def _row(session: Session, name: str) -> Environment:
+        row = session.get(Environment, name)
+        if row is None:
+            raise _not_found(name)
+        return row
+
+
+def _already_exists(name: str) -> ValidationException:
+    return ValidationException(f"Unable to create environment {name}: an environment with "
+                               "this name already exists.")

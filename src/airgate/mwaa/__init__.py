@@ -1,0 +1,1 @@
+"""The MWAA API: its operations, as a provider of plain-data methods."""

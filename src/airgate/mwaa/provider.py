@@ -1,0 +1,183 @@
+"""The MWAA control plane: one method per operation, plain data in and out, no HTTP.
+
+Input has already been validated against the model; what is checked here are the rules the
+model can't express (version support, worker ranges, relative paths, lifecycle states).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+from typing import Any
+
+from airgate.environments.runtime import Runtime
+from airgate.environments.store import EnvironmentRecord, EnvironmentStore
+from airgate.errors import ResourceNotFoundException, ValidationException
+from airgate.mwaa.arns import environment_arn, environment_name_from_arn
+
+ENVIRONMENT_CLASSES = ("mw1.micro", "mw1.small", "mw1.medium", "mw1.large", "mw1.xlarge",
+                       "mw1.2xlarge")
+DEFAULT_PAGE_SIZE = 25
+UPDATE_SOURCE = "CUSTOMER"  # LastUpdate.Source of changes made through the API
+_PATH_MEMBERS = ("DagS3Path", "PluginsS3Path", "RequirementsS3Path", "StartupScriptS3Path")
+# Members the caller sets that GetEnvironment reports back as they were given.
+_SPEC_MEMBERS = (
+    "ExecutionRoleArn", "SourceBucketArn", "DagS3Path", "NetworkConfiguration",
+    "PluginsS3Path", "PluginsS3ObjectVersion", "RequirementsS3Path",
+    "RequirementsS3ObjectVersion", "StartupScriptS3Path", "StartupScriptS3ObjectVersion",
+    "AirflowConfigurationOptions", "EnvironmentClass", "MaxWorkers", "MinWorkers", "KmsKey",
+    "AirflowVersion", "LoggingConfiguration", "WeeklyMaintenanceWindowStart",
+    "WebserverAccessMode", "Schedulers", "EndpointManagement", "MinWebservers", "MaxWebservers",
+)
+_UPDATABLE_FROM = frozenset({"AVAILABLE", "UPDATE_FAILED"})
+_DELETABLE_FROM = frozenset({"CREATING", "CREATE_FAILED", "AVAILABLE", "UPDATE_FAILED",
+                             "UNAVAILABLE"})
+
+
+class MwaaProvider:
+    def __init__(self, region: str, account_id: str, store: EnvironmentStore,
+                 runtime: Runtime) -> None:
+        self._region = region
+        self._account = account_id
+        self._store = store
+        self._runtime = runtime
+
+    def arn(self, name: str) -> str:
+        return environment_arn(self._region, self._account, name)
+
+    # --- operations --------------------------------------------------------------------
+
+    def create_environment(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+        name = params["Name"]
+        spec = {k: params[k] for k in _SPEC_MEMBERS if k in params}
+        spec.setdefault("AirflowVersion", self._runtime.supported_versions[0])
+        self._check_spec(spec)
+        record = self._store.create(name, spec, params.get("Tags", {}), now, source=UPDATE_SOURCE)
+        self._runtime.begin_create(record)
+        return {"Arn": self.arn(name)}
+
+    def get_environment(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+        return {"Environment": self._view(self._store.get(params["Name"]))}
+
+    def list_environments(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+        limit = params.get("MaxResults", DEFAULT_PAGE_SIZE)
+        after = _decode_token(params["NextToken"]) if params.get("NextToken") else None
+        names = self._store.names(after, limit + 1)
+        result: dict[str, Any] = {"Environments": names[:limit]}
+        if len(names) > limit:
+            result["NextToken"] = _encode_token(names[limit - 1])
+        return result
+
+    def update_environment(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+        name = params["Name"]
+        current = self._store.get(name)
+        changes = {k: v for k, v in params.items() if k in _SPEC_MEMBERS}
+        if "NetworkConfiguration" in changes:  # only security groups can change
+            network = dict(current.spec.get("NetworkConfiguration", {}))
+            network.update(changes["NetworkConfiguration"])
+            changes["NetworkConfiguration"] = network
+        spec = {**current.spec, **changes}
+        self._check_spec(spec)
+        last_update: dict[str, Any] = {"Status": "PENDING", "CreatedAt": now.isoformat(),
+                                       "Source": UPDATE_SOURCE}
+        if "WorkerReplacementStrategy" in params:
+            last_update["WorkerReplacementStrategy"] = params["WorkerReplacementStrategy"]
+        record = self._store.transition(name, allowed_from=_UPDATABLE_FROM, status="UPDATING",
+                                        spec=spec, last_update=last_update)
+        self._runtime.begin_update(record, current.spec)
+        return {"Arn": self.arn(name)}
+
+    def delete_environment(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+        record = self._store.transition(params["Name"], allowed_from=_DELETABLE_FROM,
+                                        status="DELETING")
+        self._runtime.begin_delete(record)
+        return {}
+
+    def tag_resource(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+        self._store.tag(self._name_from_arn(params["ResourceArn"]), params["Tags"])
+        return {}
+
+    def untag_resource(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+        self._store.untag(self._name_from_arn(params["ResourceArn"]), params["tagKeys"])
+        return {}
+
+    def list_tags_for_resource(self, params: dict[str, Any],
+                               now: datetime.datetime) -> dict[str, Any]:
+        record = self._store.get(self._name_from_arn(params["ResourceArn"]))
+        return {"Tags": record.tags}
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _name_from_arn(self, arn: str) -> str:
+        name = environment_name_from_arn(arn, self._region, self._account)
+        if name is None:
+            raise ResourceNotFoundException(f"Resource {arn} was not found.")
+        return name
+
+    def _check_spec(self, spec: dict[str, Any]) -> None:
+        versions = self._runtime.supported_versions
+        if spec["AirflowVersion"] not in versions:
+            raise ValidationException(
+                f"Airflow version {spec['AirflowVersion']} is not supported. Supported "
+                f"versions: {', '.join(versions)}")
+        environment_class = spec.get("EnvironmentClass")
+        if environment_class is not None and environment_class not in ENVIRONMENT_CLASSES:
+            raise ValidationException(
+                f"Invalid EnvironmentClass {environment_class}. Valid values: "
+                + ", ".join(ENVIRONMENT_CLASSES))
+        for low, high in (("MinWorkers", "MaxWorkers"), ("MinWebservers", "MaxWebservers")):
+            if low in spec and high in spec and spec[low] > spec[high]:
+                raise ValidationException(f"{low} ({spec[low]}) must not be greater than "
+                                          f"{high} ({spec[high]})")
+        if spec.get("Schedulers") is not None and not 1 <= spec["Schedulers"] <= 5:
+            raise ValidationException("Schedulers must be between 1 and 5")
+        for member in _PATH_MEMBERS:
+            if member in spec:
+                _check_relative_path(member, spec[member])
+
+    def _view(self, record: EnvironmentRecord) -> dict[str, Any]:
+        """GetEnvironment's Environment: only what is true of this environment."""
+        view: dict[str, Any] = {
+            "Name": record.name,
+            "Status": record.status,
+            "Arn": self.arn(record.name),
+            "CreatedAt": record.created_at,
+            **record.spec,
+            "Tags": record.tags,
+        }
+        if record.last_update is not None:
+            view["LastUpdate"] = _last_update_view(record.last_update)
+        url = self._runtime.webserver_url(record)
+        if url is not None:
+            view["WebserverUrl"] = url
+        return view
+
+
+def _check_relative_path(member: str, path: str) -> None:
+    """Bucket keys map to files under the bucket's folder: they must stay inside it."""
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith("/") or ".." in parts or any(ord(c) < 32 for c in path):
+        raise ValidationException(f"{member} must be a relative path inside the bucket "
+                                  "without '..' components")
+
+
+def _last_update_view(stored: dict[str, Any]) -> dict[str, Any]:
+    view = dict(stored)
+    view["CreatedAt"] = datetime.datetime.fromisoformat(stored["CreatedAt"])
+    return view
+
+
+def _encode_token(last_name: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": last_name}).encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    try:
+        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ValidationException("The NextToken is not valid.") from None
+    if not isinstance(after, str):
+        raise ValidationException("The NextToken is not valid.")
+    return after
