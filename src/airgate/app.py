@@ -1,0 +1,105 @@
+"""The ASGI application: reads each request off the wire as it was sent, hands it to the
+gateway in a worker thread (the store is synchronous), and writes one access-log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response as HttpResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from airgate.auth.sigv4 import SignedRequest
+from airgate.aws.protocol import Response, serialize_error
+from airgate.errors import (
+    InternalServerException,
+    RequestEntityTooLargeException,
+    ServiceError,
+)
+from airgate.gateway import CallRecord, Gateway
+from airgate.logs import ACCESS_LOGGER, log_fields
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _signed_request(request: Request, body: bytes) -> SignedRequest:
+    scope = request.scope
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    # Decoded so that sigv4 can recover every byte: see its module docstring.
+    return SignedRequest(
+        method=request.method,
+        raw_path=raw_path.decode("utf-8", "surrogateescape"),
+        raw_query=scope.get("query_string", b"").decode("utf-8", "surrogateescape"),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+        body=body,
+    )
+
+
+def create_app(gateway: Gateway) -> ASGIApp:
+    """An ASGI app that sends every HTTP request, whatever its method and path, to
+    `gateway`: routing is the service model's job, not the web framework's."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        response = await endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def endpoint(request: Request) -> HttpResponse:
+        started = time.perf_counter()
+        record = CallRecord(request_id=str(uuid.uuid4()))
+        source_ip = request.client.host if request.client else "127.0.0.1"
+        try:
+            body = await _read_body(request)
+            signed = _signed_request(request, body)
+            secure = request.url.scheme == "https"
+            response: Response = await run_in_threadpool(
+                gateway.handle, signed, source_ip, secure, record)
+        except BodyTooLarge:
+            error: ServiceError = RequestEntityTooLargeException(
+                f"Request body is larger than {MAX_BODY_BYTES} bytes")
+            record.error_code = error.code
+            response = serialize_error(error)
+        except Exception:
+            logging.getLogger("airgate").exception(
+                "internal error", extra={"fields": {"request_id": record.request_id}})
+            error = InternalServerException(
+                f"An internal error occurred (request id {record.request_id}).")
+            record.error_code = error.code
+            response = serialize_error(error)
+        response.headers["x-amzn-requestid"] = record.request_id
+        log_fields(
+            _access_log, "request",
+            request_id=record.request_id, principal=record.principal,
+            operation=record.operation, resource=record.resource,
+            airflow_role=record.airflow_role, status=response.status,
+            error=record.error_code, source_ip=source_ip,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            **record.extra,
+        )
+        return HttpResponse(response.body, response.status, headers=response.headers)
+
+    return app

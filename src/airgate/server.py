@@ -1,0 +1,140 @@
+"""Assembles airgate from its settings, bootstraps a new installation, and serves it."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from airgate import logs
+from airgate.app import create_app
+from airgate.auth.authorize import Authorizer
+from airgate.auth.identities import IamError, Identities
+from airgate.auth.secrets import SecretBox, write_private
+from airgate.config import Settings
+from airgate.environments.runtime import RecordOnlyRuntime, Runtime
+from airgate.environments.store import EnvironmentStore
+from airgate.gateway import Gateway
+from airgate.mwaa.provider import MwaaProvider
+from airgate.store.db import Database
+
+BOOTSTRAP_USER = "admin"
+BOOTSTRAP_POLICY_NAME = "AdministratorAccess"
+ADMINISTRATOR_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+})
+_log = logging.getLogger("airgate.server")
+
+
+def default_airflow_version() -> str:
+    return importlib.metadata.version("apache-airflow")
+
+
+@dataclass
+class Airgate:
+    """Everything one airgate process holds."""
+
+    settings: Settings
+    db: Database
+    identities: Identities
+    environments: EnvironmentStore
+    runtime: Runtime
+    app: ASGIApp
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_state(settings: Settings) -> tuple[Database, Identities]:
+    """The store and the identities in it: what the CLI's `iam` commands need."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.home, 0o700)
+    db = Database(settings.effective_database_url)
+    box = SecretBox.open(settings.master_key_file)
+    return db, Identities(db, box, settings.account_id)
+
+
+RuntimeFactory = Callable[[EnvironmentStore], Runtime]
+
+
+def record_only_runtime(store: EnvironmentStore) -> Runtime:
+    return RecordOnlyRuntime(store, (default_airflow_version(),))
+
+
+def build(settings: Settings, runtime_factory: RuntimeFactory = record_only_runtime) -> Airgate:
+    db, identities = open_state(settings)
+    environments = EnvironmentStore(db)
+    runtime = runtime_factory(environments)
+    provider = MwaaProvider(settings.region, settings.account_id, environments, runtime)
+
+    def resource_tags(name: str) -> dict[str, str] | None:
+        found = environments.find(name)
+        return None if found is None else found.tags
+
+    authorizer = Authorizer(settings.region, settings.account_id, resource_tags)
+    gateway = Gateway(settings.region, identities, authorizer, provider)
+    return Airgate(settings, db, identities, environments, runtime, create_app(gateway))
+
+
+def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[str, str]:
+    """The administrator's credentials, created on first start and kept in a 0600 file.
+
+    If the file is gone or names a key the store no longer has, a new key is made.
+    """
+    path = settings.credentials_file
+    if path.exists():
+        saved: dict[str, str] = json.loads(path.read_text())
+        if identities.credential(saved["AccessKeyId"]) is not None:
+            return saved
+    with contextlib.suppress(IamError):
+        identities.create_user(BOOTSTRAP_USER)
+    identities.put_inline_policy("user", BOOTSTRAP_USER, BOOTSTRAP_POLICY_NAME,
+                                 ADMINISTRATOR_POLICY)
+    for stale in identities.list_access_keys(BOOTSTRAP_USER):
+        identities.delete_access_key(BOOTSTRAP_USER, stale["AccessKeyId"])
+    key = identities.create_access_key(BOOTSTRAP_USER)
+    saved = {"UserName": BOOTSTRAP_USER, "AccessKeyId": key["AccessKeyId"],
+             "SecretAccessKey": key["SecretAccessKey"]}
+    write_private(path, json.dumps(saved, indent=2).encode())
+    return saved
+
+
+@contextlib.contextmanager
+def server_record(settings: Settings) -> Iterator[None]:
+    """Record the address of a running server for `airgate shellenv`, while it runs."""
+    record: dict[str, Any] = {"endpoint_url": settings.endpoint_url, "pid": os.getpid(),
+                              "region": settings.region}
+    write_private(settings.server_file, json.dumps(record).encode())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            settings.server_file.unlink()
+
+
+def serve(settings: Settings) -> None:
+    """Run airgate in the foreground until interrupted."""
+    import uvicorn
+
+    logs.configure(settings.log_dir)
+    airgate = build(settings)
+    ensure_bootstrap_admin(settings, airgate.identities)
+    print(f"airgate listening on {settings.endpoint_url}", flush=True)
+    print(f"state directory: {settings.home}", flush=True)
+    print('credentials: eval "$(airgate shellenv)"', flush=True)
+    config = uvicorn.Config(airgate.app, host=settings.host, port=settings.port,
+                            log_config=None, access_log=False, server_header=False,
+                            lifespan="off")
+    try:
+        with server_record(settings):
+            uvicorn.Server(config).run()
+    finally:
+        airgate.close()

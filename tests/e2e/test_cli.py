@@ -1,0 +1,190 @@
+"""The README's path, as a user walks it: `airgate up` in its own process, `airgate shellenv`,
+then unmodified boto3 and `aws mwaa` calls; identities managed with `airgate iam`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import free_port
+
+pytestmark = pytest.mark.e2e
+
+AIRGATE = [sys.executable, "-m", "airgate.cli"]
+BOTO3_SCRIPT = """
+import boto3
+mwaa = boto3.client("mwaa")
+mwaa.create_environment(Name="from-script", ExecutionRoleArn="arn:aws:iam::000000000000:role/r",
+    SourceBucketArn="arn:aws:s3:::b", DagS3Path="dags", NetworkConfiguration={})
+print(mwaa.get_environment(Name="from-script")["Environment"]["Status"])
+"""
+
+
+def airgate(home: Path, *args: str, env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AIRGATE, *args], env={**os.environ, "AIRGATE_HOME": str(home),
+                                                  **(env or {})},
+                          capture_output=True, text=True, timeout=60, check=check)
+
+
+def shellenv(home: Path) -> dict[str, str]:
+    """The variables `eval "$(airgate shellenv)"` would set."""
+    exported: dict[str, str] = {}
+    for line in airgate(home, "shellenv").stdout.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].partition("=")
+            exported[name] = shlex.split(value)[0]
+    return exported
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str,
+                                                                      subprocess.Popen[str]]]:
+    home = tmp_path_factory.mktemp("cli") / "home"
+    port = free_port()
+    process = subprocess.Popen([*AIRGATE, "up", "--home", str(home), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    banner = [process.stdout.readline() for _ in range(3)]
+    assert f"http://127.0.0.1:{port}" in banner[0], banner
+    assert str(home) in banner[1]
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/")
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "airgate did not start"
+            time.sleep(0.05)
+    yield home, f"http://127.0.0.1:{port}", process
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=20)
+
+
+def test_shellenv_and_files(served: tuple[Path, str, Any]) -> None:
+    home, endpoint, _ = served
+    variables = shellenv(home)
+    assert variables["AWS_ENDPOINT_URL_MWAA"] == endpoint
+    assert variables["AWS_DISABLE_HOST_PREFIX_INJECTION"] == "true"
+    assert variables["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert variables["AWS_ACCESS_KEY_ID"].startswith("AKIA")
+    assert len(variables["AWS_SECRET_ACCESS_KEY"]) == 40
+    for secret_file in ("credentials.json", "master.key"):
+        mode = stat.S_IMODE((home / secret_file).stat().st_mode)
+        assert mode == 0o600, (secret_file, oct(mode))
+
+
+def test_boto3_script_and_aws_cli(served: tuple[Path, str, Any], tmp_path: Path) -> None:
+    home, _, _ = served
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(shellenv(home), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    script = subprocess.run([sys.executable, "-c", BOTO3_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert script.returncode == 0, script.stderr
+    assert script.stdout.strip() == "CREATING"
+
+    listed = subprocess.run([sys.executable, "-m", "awscli", "mwaa", "list-environments"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["Environments"] == ["from-script"]
+
+    deleted = subprocess.run([sys.executable, "-m", "awscli", "mwaa", "delete-environment",
+                              "--name", "from-script"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert deleted.returncode == 0, deleted.stderr
+
+
+def test_iam_commands(served: tuple[Path, str, Any], tmp_path: Path) -> None:
+    home, endpoint, _ = served
+    assert json.loads(airgate(home, "iam", "create-user", "--user-name", "alice").stdout)[
+        "User"]["Arn"] == "arn:aws:iam::000000000000:user/alice"
+    key = json.loads(airgate(home, "iam", "create-access-key", "--user-name", "alice").stdout)[
+        "AccessKey"]
+    document = tmp_path / "p.json"
+    document.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "airflow:ListEnvironments", "Resource": "*"}]}))
+    airgate(home, "iam", "put-user-policy", "--user-name", "alice", "--policy-name", "list",
+            "--policy-document", f"file://{document}")
+    assert json.loads(airgate(home, "iam", "list-user-policies", "--user-name",
+                              "alice").stdout) == {"PolicyNames": ["list"]}
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL_MWAA=endpoint, AWS_DISABLE_HOST_PREFIX_INJECTION="true",
+               AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID=key["AccessKeyId"],
+               AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
+               AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    aws = [sys.executable, "-m", "awscli", "mwaa"]
+    allowed = subprocess.run([*aws, "list-environments"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert allowed.returncode == 0, allowed.stderr
+    denied = subprocess.run([*aws, "get-environment", "--name", "x"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert denied.returncode != 0 and "AccessDeniedException" in denied.stderr
+
+    airgate(home, "iam", "create-role", "--role-name", "Reporting")
+    airgate(home, "iam", "put-role-policy", "--role-name", "Reporting", "--policy-name", "list",
+            "--policy-document", document.read_text())
+    session = json.loads(airgate(home, "iam", "assume-role", "--role-name", "Reporting",
+                                 "--role-session-name", "session-1").stdout)
+    assert session["AssumedRoleUser"]["Arn"] == \
+        "arn:aws:sts::000000000000:assumed-role/Reporting/session-1"
+    env.update(AWS_ACCESS_KEY_ID=session["Credentials"]["AccessKeyId"],
+               AWS_SECRET_ACCESS_KEY=session["Credentials"]["SecretAccessKey"],
+               AWS_SESSION_TOKEN=session["Credentials"]["SessionToken"])
+    as_role = subprocess.run([*aws, "list-environments"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert as_role.returncode == 0, as_role.stderr
+
+    airgate(home, "iam", "delete-access-key", "--user-name", "alice", "--access-key-id",
+            key["AccessKeyId"])
+    gone = airgate(home, "iam", "delete-access-key", "--user-name", "alice",
+                   "--access-key-id", key["AccessKeyId"], check=False)
+    assert gone.returncode != 0
+    assert "NoSuchEntity" in gone.stderr and "DeleteAccessKey" in gone.stderr
+    malformed = airgate(home, "iam", "put-user-policy", "--user-name", "alice",
+                        "--policy-name", "bad", "--policy-document", '{"Statement": 1}',
+                        check=False)
+    assert malformed.returncode != 0 and "MalformedPolicyDocument" in malformed.stderr
+
+
+def test_access_log_has_one_safe_line_per_request(served: tuple[Path, str, Any]) -> None:
+    home, _, _ = served
+    secrets = {shellenv(home)["AWS_SECRET_ACCESS_KEY"],
+               (home / "master.key").read_text().strip()}
+    lines = [json.loads(line) for line in (home / "logs" / "airgate.log").read_text()
+             .splitlines()]
+    requests = [line for line in lines if line["logger"] == "airgate.access"]
+    assert requests, "no access-log lines"
+    for line in requests:
+        assert {"request_id", "principal", "operation", "resource", "status",
+                "latency_ms"} <= set(line)
+    assert any(line["operation"] == "CreateEnvironment" and line["status"] == 200
+               and line["principal"] == "arn:aws:iam::000000000000:user/admin"
+               for line in requests)
+    text = (home / "logs" / "airgate.log").read_text()
+    for secret in secrets:
+        assert secret not in text
+
+
+def test_help_on_every_command() -> None:
+    from airgate.cli import IAM_COMMANDS
+
+    for command in (["--help"], ["up", "--help"], ["shellenv", "--help"], ["iam", "--help"],
+                    *(["iam", c.name, "--help"] for c in IAM_COMMANDS)):
+        result = subprocess.run([*AIRGATE, *command], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0 and "usage: airgate" in result.stdout, command

@@ -1,0 +1,141 @@
+"""Shared test machinery: an airgate server on a free port, boto3 clients for it, and a
+PostgreSQL database per test run."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+import uvicorn
+
+from airgate import config
+from airgate.server import Airgate, RuntimeFactory, build, ensure_bootstrap_admin
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    import psycopg
+
+    name = f"airgate_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class RunningAirgate:
+    airgate: Airgate
+    endpoint_url: str
+    admin: dict[str, str]
+
+    @property
+    def settings(self) -> config.Settings:
+        return self.airgate.settings
+
+    def client(self, credentials: dict[str, str] | None = None, **config_args: Any) -> Any:
+        """A real boto3 MWAA client for this server, as the administrator by default."""
+        return mwaa_client(self.endpoint_url, credentials or self.admin,
+                           self.settings.region, **config_args)
+
+
+def mwaa_client(endpoint_url: str, credentials: dict[str, str], region: str,
+                **config_args: Any) -> Any:
+    session = boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials.get("SessionToken"),
+        region_name=region,
+    )
+    retries = config_args.pop("retries", {"max_attempts": 1, "mode": "standard"})
+    return session.client(
+        "mwaa", endpoint_url=endpoint_url,
+        config=botocore.config.Config(inject_host_prefix=False, retries=retries,
+                                      **config_args),
+    )
+
+
+@contextlib.contextmanager
+def running_airgate(home: Path, database_url: str | None = None,
+                    runtime_factory: RuntimeFactory | None = None) -> Iterator[RunningAirgate]:
+    """airgate serving on a free port in this process, until the block ends."""
+    settings = config.Settings(home=home, port=free_port(), database_url=database_url)
+    airgate = build(settings, runtime_factory) if runtime_factory else build(settings)
+    admin = ensure_bootstrap_admin(settings, airgate.identities)
+    server = uvicorn.Server(uvicorn.Config(airgate.app, host=settings.host, port=settings.port,
+                                           log_config=None, access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("airgate did not start")
+        time.sleep(0.01)
+    try:
+        yield RunningAirgate(airgate, settings.endpoint_url, admin)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        airgate.close()
+
+
+class ScriptedRuntime:
+    """A runtime whose progress the test decides, for testing the API's lifecycle rules
+    without running Airflow (the process runtime has its own end-to-end tests).
+
+    It records what the API asked of it; `finish` moves an environment on as a real
+    runtime would when its work ends.
+    """
+
+    def __init__(self, store: Any, versions: tuple[str, ...] = ("3.3.2", "2.10.3")) -> None:
+        self._store = store
+        self._versions = versions
+        self.calls: list[tuple[str, str]] = []
+        self.previous_specs: dict[str, dict[str, Any]] = {}
+
+    @property
+    def supported_versions(self) -> tuple[str, ...]:
+        return self._versions
+
+    def begin_create(self, environment: Any) -> None:
+        self.calls.append(("create", environment.name))
+
+    def begin_update(self, environment: Any, previous_spec: dict[str, Any]) -> None:
+        self.calls.append(("update", environment.name))
+        self.previous_specs[environment.name] = previous_spec
+
+    def begin_delete(self, environment: Any) -> None:
+        self.calls.append(("delete", environment.name))
+        self._store.remove(environment.name)
+
+    def webserver_url(self, environment: Any) -> str | None:
+        return environment.runtime.get("WebserverUrl")
+
+    def finish(self, name: str, status: str = "AVAILABLE") -> None:
+        record = self._store.get(name)
+        last_update = dict(record.last_update or {})
+        last_update["Status"] = "SUCCESS" if status == "AVAILABLE" else "FAILED"
+        self._store.transition(name, allowed_from=None, status=status,
+                               last_update=last_update,
+                               runtime={"WebserverUrl": f"http://127.0.0.1:1/{name}"})
