@@ -18,7 +18,13 @@ import botocore.config
 import uvicorn
 
 from airgate import config
-from airgate.server import Airgate, RuntimeFactory, build, ensure_bootstrap_admin
+from airgate.server import (
+    Airgate,
+    RuntimeFactory,
+    build,
+    ensure_bootstrap_admin,
+    record_only_runtime,
+)
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -81,7 +87,7 @@ def running_airgate(home: Path, database_url: str | None = None,
                     runtime_factory: RuntimeFactory | None = None) -> Iterator[RunningAirgate]:
     """airgate serving on a free port in this process, until the block ends."""
     settings = config.Settings(home=home, port=free_port(), database_url=database_url)
-    airgate = build(settings, runtime_factory) if runtime_factory else build(settings)
+    airgate = build(settings, runtime_factory or record_only_runtime)
     admin = ensure_bootstrap_admin(settings, airgate.identities)
     server = uvicorn.Server(uvicorn.Config(airgate.app, host=settings.host, port=settings.port,
                                            log_config=None, access_log=False, lifespan="off"))
@@ -117,6 +123,9 @@ class ScriptedRuntime:
     @property
     def supported_versions(self) -> tuple[str, ...]:
         return self._versions
+
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        return None
 
     def begin_create(self, environment: Any) -> None:
         self.calls.append(("create", environment.name))

@@ -200,7 +200,30 @@ def _run_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args, host=args.host, port=args.port, region=args.region,
                          account_id=args.account_id)
-    serve(settings)
+    dags = Path(args.dags) if args.dags else None
+    if dags is not None and not dags.is_dir():
+        print(f"airgate: --dags {dags} is not a folder", file=sys.stderr)
+        return 2
+    serve(settings, dags=dags, default_environment=not args.no_default_environment)
+    return 0
+
+
+def _run_logs(args: argparse.Namespace) -> int:
+    from airgate.environments.layout import COMPONENTS, EnvironmentLayout
+
+    layout = EnvironmentLayout.of(_settings(args).home, args.environment)
+    if not layout.root.is_dir():
+        print(f"airgate: no environment named {args.environment}", file=sys.stderr)
+        return 1
+    components = [args.component] if args.component else ["setup", *COMPONENTS]
+    for component in components:
+        path = layout.log_file(component)
+        if not path.exists():
+            continue
+        lines = path.read_text(errors="replace").splitlines()[-args.lines:]
+        if len(components) > 1:
+            print(f"==> {component} ({path}) <==")
+        print("\n".join(lines))
     return 0
 
 
@@ -248,7 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--region", help=f"region in ARNs and signatures (AIRGATE_REGION, "
                     f"default {config.DEFAULT_REGION})")
     up.add_argument("--account-id", help="12-digit account id in ARNs (AIRGATE_ACCOUNT_ID)")
+    up.add_argument("--dags", help="a folder of DAGs for the default environment, wired in "
+                    "directly (edits are picked up within 30 s)")
+    up.add_argument("--no-default-environment", action="store_true",
+                    help="do not create the environment named 'default'")
     up.set_defaults(run=_run_up)
+
+    logs = commands.add_parser("logs", help="print an environment's component logs",
+                               description="The last lines of an environment's logs: setup "
+                               "(requirements, startup script, migrations) and each component.")
+    _add_common(logs)
+    logs.add_argument("environment", help="environment name")
+    logs.add_argument("component", nargs="?",
+                      choices=["setup", "api-server", "scheduler", "dag-processor", "triggerer"],
+                      help="one component (default: all)")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines per log (default 50)")
+    logs.set_defaults(run=_run_logs)
 
     shellenv = commands.add_parser(
         "shellenv", help="print the environment for boto3 and the AWS CLI",

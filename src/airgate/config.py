@@ -47,6 +47,11 @@ class Settings:
         return self.home / "server.json"
 
     @property
+    def buckets_dir(self) -> Path:
+        """Where `arn:aws:s3:::NAME` lives unless S3 is configured: `buckets/NAME`."""
+        return self.home / "buckets"
+
+    @property
     def log_dir(self) -> Path:
         return self.home / "logs"
 

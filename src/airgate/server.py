@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import importlib.metadata
 import json
 import logging
 import os
+import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp
@@ -19,7 +24,10 @@ from airgate.auth.authorize import Authorizer
 from airgate.auth.identities import IamError, Identities
 from airgate.auth.secrets import SecretBox, write_private
 from airgate.config import Settings
+from airgate.environments.layout import EnvironmentLayout
+from airgate.environments.local import LocalRuntime
 from airgate.environments.runtime import RecordOnlyRuntime, Runtime
+from airgate.environments.sources import BucketFolders, S3Objects, uses_s3
 from airgate.environments.store import EnvironmentStore
 from airgate.gateway import Gateway
 from airgate.mwaa.provider import MwaaProvider
@@ -47,9 +55,12 @@ class Airgate:
     identities: Identities
     environments: EnvironmentStore
     runtime: Runtime
+    provider: MwaaProvider
     app: ASGIApp
 
     def close(self) -> None:
+        if isinstance(self.runtime, LocalRuntime):
+            self.runtime.close()
         self.db.close()
 
 
@@ -62,17 +73,25 @@ def open_state(settings: Settings) -> tuple[Database, Identities]:
     return db, Identities(db, box, settings.account_id)
 
 
-RuntimeFactory = Callable[[EnvironmentStore], Runtime]
+RuntimeFactory = Callable[[Settings, EnvironmentStore], Runtime]
 
 
-def record_only_runtime(store: EnvironmentStore) -> Runtime:
+def record_only_runtime(settings: Settings, store: EnvironmentStore) -> Runtime:
+    """Environments as records only: for testing the API without running Airflow."""
     return RecordOnlyRuntime(store, (default_airflow_version(),))
 
 
-def build(settings: Settings, runtime_factory: RuntimeFactory = record_only_runtime) -> Airgate:
+def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
+    """Every environment a real Airflow on this machine (the default)."""
+    sources = S3Objects() if uses_s3() else BucketFolders(settings.buckets_dir)
+    return LocalRuntime(settings.home, store, sources=sources,
+                        version=default_airflow_version())
+
+
+def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:
     db, identities = open_state(settings)
     environments = EnvironmentStore(db)
-    runtime = runtime_factory(environments)
+    runtime = runtime_factory(settings, environments)
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime)
 
     def resource_tags(name: str) -> dict[str, str] | None:
@@ -81,7 +100,8 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = record_only_runt
 
     authorizer = Authorizer(settings.region, settings.account_id, resource_tags)
     gateway = Gateway(settings.region, identities, authorizer, provider)
-    return Airgate(settings, db, identities, environments, runtime, create_app(gateway))
+    return Airgate(settings, db, identities, environments, runtime, provider,
+                   create_app(gateway))
 
 
 def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[str, str]:
@@ -120,8 +140,59 @@ def server_record(settings: Settings) -> Iterator[None]:
             settings.server_file.unlink()
 
 
-def serve(settings: Settings) -> None:
-    """Run airgate in the foreground until interrupted."""
+DEFAULT_ENVIRONMENT = "default"
+DEFAULT_BUCKET = "airgate-default"
+
+
+def ensure_default_environment(airgate: Airgate, dags: Path | None) -> str:
+    """The environment `airgate up` provides, serving `dags` (a folder wired in directly)."""
+    settings = airgate.settings
+    folder = settings.buckets_dir / DEFAULT_BUCKET / "dags"
+    if dags is not None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.is_symlink() or folder.is_file():
+            folder.unlink()
+        elif folder.is_dir():
+            shutil.rmtree(folder)
+        folder.symlink_to(dags.resolve(), target_is_directory=True)
+    if airgate.environments.find(DEFAULT_ENVIRONMENT) is None:
+        airgate.provider.create_environment({
+            "Name": DEFAULT_ENVIRONMENT,
+            "ExecutionRoleArn": f"arn:aws:iam::{settings.account_id}:role/airgate-default",
+            "SourceBucketArn": f"arn:aws:s3:::{DEFAULT_BUCKET}",
+            "DagS3Path": "dags",
+            "NetworkConfiguration": {},
+        }, datetime.datetime.now(datetime.UTC))
+    return str(folder.resolve())
+
+
+def _announce_when_ready(airgate: Airgate, name: str, dags_folder: str) -> None:
+    """Print the environment's addresses once it is up (or why it is not)."""
+    def wait() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            record = airgate.environments.find(name)
+            if record is None:
+                return
+            if record.status == "AVAILABLE":
+                home = EnvironmentLayout.of(airgate.settings.home, name).airflow_home
+                print(f"environment {name} is AVAILABLE\n"
+                      f"  Airflow UI: {record.runtime.get('WebserverUrl')} (user admin, password"
+                      f" in {home / 'simple_auth_manager_passwords.json.generated'})\n"
+                      f"  DAGs folder: {dags_folder}\n"
+                      f"  logs: airgate logs {name} [COMPONENT]", flush=True)
+                return
+            if record.status.endswith("FAILED"):
+                print(f"environment {name} is {record.status}: "
+                      f"{(record.last_update or {}).get('Error')}", flush=True)
+                return
+            time.sleep(1)
+
+    threading.Thread(target=wait, daemon=True).start()
+
+
+def serve(settings: Settings, dags: Path | None = None, default_environment: bool = True) -> None:
+    """Run airgate in the foreground until interrupted; environments stop with it."""
     import uvicorn
 
     logs.configure(settings.log_dir)
@@ -130,6 +201,11 @@ def serve(settings: Settings) -> None:
     print(f"airgate listening on {settings.endpoint_url}", flush=True)
     print(f"state directory: {settings.home}", flush=True)
     print('credentials: eval "$(airgate shellenv)"', flush=True)
+    if isinstance(airgate.runtime, LocalRuntime):
+        airgate.runtime.recover()
+    if default_environment:
+        folder = ensure_default_environment(airgate, dags)
+        _announce_when_ready(airgate, DEFAULT_ENVIRONMENT, folder)
     config = uvicorn.Config(airgate.app, host=settings.host, port=settings.port,
                             log_config=None, access_log=False, server_header=False,
                             lifespan="off")

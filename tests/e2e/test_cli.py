@@ -54,7 +54,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
                                                                       subprocess.Popen[str]]]:
     home = tmp_path_factory.mktemp("cli") / "home"
     port = free_port()
-    process = subprocess.Popen([*AIRGATE, "up", "--home", str(home), "--port", str(port)],
+    process = subprocess.Popen([*AIRGATE, "up", "--home", str(home), "--port", str(port),
+                                "--no-default-environment"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     banner = [process.stdout.readline() for _ in range(3)]

@@ -34,7 +34,7 @@ def scripted(tmp_path: Path, database_url: str | None) -> Iterator[tuple[Running
                                                                           ScriptedRuntime]]:
     runtimes: list[ScriptedRuntime] = []
 
-    def factory(store: Any) -> ScriptedRuntime:
+    def factory(settings: Any, store: Any) -> ScriptedRuntime:
         runtimes.append(ScriptedRuntime(store))
         return runtimes[-1]
 

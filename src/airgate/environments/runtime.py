@@ -18,6 +18,9 @@ class Runtime(Protocol):
         """Airflow versions this runtime can run; the first is the default."""
         ...
 
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        """ValidationException for settings this runtime can't honour (e.g. blocked options)."""
+
     def begin_create(self, environment: EnvironmentRecord) -> None:
         """Start bringing the environment up (it is CREATING)."""
 
@@ -45,6 +48,9 @@ class RecordOnlyRuntime:
     @property
     def supported_versions(self) -> tuple[str, ...]:
         return self._versions
+
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        return None
 
     def begin_create(self, environment: EnvironmentRecord) -> None:
         return None

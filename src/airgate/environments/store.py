@@ -107,6 +107,11 @@ class EnvironmentStore:
             session.flush()
             return _snapshot(row)
 
+    def set_runtime(self, name: str, runtime: Mapping[str, Any]) -> None:
+        """Record facts about the running environment (ports, URL), leaving its status."""
+        with self._db.transaction() as session:
+            self._row(session, name).runtime = dict(runtime)
+
     def remove(self, name: str) -> None:
         with self._db.transaction() as session:
             row = session.get(Environment, name)

@@ -136,6 +136,7 @@ class MwaaProvider:
         for member in _PATH_MEMBERS:
             if member in spec:
                 _check_relative_path(member, spec[member])
+        self._runtime.check_spec(spec)
 
     def _view(self, record: EnvironmentRecord) -> dict[str, Any]:
         """GetEnvironment's Environment: only what is true of this environment."""

@@ -1,0 +1,1 @@
+"""What airgate needs of Airflow itself: tokens it trusts, and its configuration."""

@@ -1,0 +1,93 @@
+"""Where each environment's files live under the airgate home, and which port it listens on.
+
+    AIRGATE_HOME/
+      environments/NAME/
+        airflow/              AIRFLOW_HOME: metadata database (SQLite), task logs
+        dags/                 DAGs synced from S3 (with a bucket folder, DAGs are read in place)
+        plugins/              plugins.zip, unpacked
+        site-packages/        requirements.txt, installed for this environment only
+        logs/COMPONENT.log    api-server, scheduler, dag-processor, triggerer, setup
+        keys/airflow.pem      the environment's own token key (0600)
+        jwks.json             public keys the environment trusts
+      keys/environments/NAME.pem   airgate's key for minting this environment's tokens
+      buckets/BUCKET/              the default place of `arn:aws:s3:::BUCKET`
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentLayout:
+    root: Path
+    airgate_key: Path
+
+    @classmethod
+    def of(cls, airgate_home: Path, name: str) -> EnvironmentLayout:
+        return cls(root=airgate_home / "environments" / name,
+                   airgate_key=airgate_home / "keys" / "environments" / f"{name}.pem")
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def dags(self) -> Path:
+        return self.root / "dags"
+
+    @property
+    def plugins(self) -> Path:
+        return self.root / "plugins"
+
+    @property
+    def site_packages(self) -> Path:
+        return self.root / "site-packages"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def own_key(self) -> Path:
+        return self.root / "keys" / "airflow.pem"
+
+    @property
+    def jwks(self) -> Path:
+        return self.root / "jwks.json"
+
+    @property
+    def database(self) -> Path:
+        return self.airflow_home / "airflow.db"
+
+    @property
+    def fernet_key(self) -> Path:
+        return self.root / "keys" / "fernet.key"
+
+    def log_file(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    def create(self) -> None:
+        for folder in (self.airflow_home, self.dags, self.plugins, self.site_packages, self.logs,
+                       self.own_key.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True

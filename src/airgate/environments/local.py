@@ -1,0 +1,366 @@
+"""Environments as real Apache Airflow on this machine: one process group each.
+
+Each lifecycle step (create, update, delete) runs in its own thread and reports every status
+change through the store, so the API answers at once and GetEnvironment shows the truth:
+CREATING until Airflow's health check passes, then AVAILABLE; UNAVAILABLE while a component
+is down; CREATE_FAILED / UPDATE_FAILED with LastUpdate.Error saying why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from airgate.airflow.tokens import SigningKey
+from airgate.environments import provision
+from airgate.environments.airflow_config import Ports, airflow_environment, check_options
+from airgate.environments.layout import (
+    COMPONENTS,
+    EnvironmentLayout,
+    free_port,
+    port_is_free,
+)
+from airgate.environments.provision import ProvisionError
+from airgate.environments.sources import BucketFolders, S3Objects
+from airgate.environments.store import EnvironmentRecord, EnvironmentStore
+from airgate.environments.supervisor import ComponentSpec, ProcessGroup
+from airgate.errors import ResourceNotFoundException, ValidationException
+
+_log = logging.getLogger("airgate.runtime")
+
+HEALTH_TIMEOUT = 240.0  # seconds for a new environment to pass its health check
+MONITOR_INTERVAL = 2.0
+_STOP_TIMEOUT = 20.0
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def health_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/api/v2/monitor/health"
+
+
+def is_healthy(report: Mapping[str, Any]) -> bool:
+    """Airflow answers 200 whatever its state: every component must say healthy."""
+    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return all((report.get(part) or {}).get("status") == "healthy" for part in parts)
+
+
+class LocalRuntime:
+    """Runs each environment's Airflow components as supervised local processes."""
+
+    def __init__(self, home: Path, store: EnvironmentStore, *,
+                 sources: BucketFolders | S3Objects, interpreter: Path | None = None,
+                 version: str, environ: Mapping[str, str] | None = None) -> None:
+        self._home = home
+        self._store = store
+        self._sources = sources
+        self._interpreter = interpreter or Path(sys.executable)
+        self._version = version
+        self._environ = dict(os.environ if environ is None else environ)
+        self._groups: dict[str, ProcessGroup] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._closing = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, daemon=True, name="env-monitor")
+        self._monitor.start()
+
+    # --- the Runtime interface --------------------------------------------------------
+
+    @property
+    def supported_versions(self) -> tuple[str, ...]:
+        return (self._version,)
+
+    def check_spec(self, spec: Mapping[str, Any]) -> None:
+        check_options(spec.get("AirflowConfigurationOptions") or {})
+
+    def begin_create(self, environment: EnvironmentRecord) -> None:
+        self._in_background(environment.name, self._create)
+
+    def begin_update(self, environment: EnvironmentRecord, previous_spec: dict[str, Any]) -> None:
+        self._in_background(environment.name, lambda name: self._update(name, previous_spec))
+
+    def begin_delete(self, environment: EnvironmentRecord) -> None:
+        self._in_background(environment.name, self._delete)
+
+    def webserver_url(self, environment: EnvironmentRecord) -> str | None:
+        url = environment.runtime.get("WebserverUrl")
+        return str(url) if url and environment.status in ("AVAILABLE", "UNAVAILABLE",
+                                                          "UPDATING", "UPDATE_FAILED") else None
+
+    # --- what the rest of airgate asks of running environments ------------------------
+
+    def signing_key(self, name: str) -> SigningKey:
+        """airgate's key for minting this environment's tokens."""
+        layout = self._layout(name)
+        return SigningKey.load_or_create(layout.airgate_key, provision.AIRGATE_KEY_ID)
+
+    def api_url(self, name: str) -> str | None:
+        record = self._store.find(name)
+        port = (record.runtime.get("Ports") or {}).get("api") if record else None
+        return f"http://127.0.0.1:{port}" if port else None
+
+    def pids(self, name: str) -> dict[str, int]:
+        group = self._groups.get(name)
+        return group.pids() if group else {}
+
+    def log_file(self, name: str, component: str) -> Path:
+        return self._layout(name).log_file(component)
+
+    def recover(self) -> None:
+        """Bring back what was running before airgate stopped, and finish what was under way.
+
+        AVAILABLE/UNAVAILABLE environments restart; CREATING provisions again (each step is
+        repeatable); UPDATING applies the recorded spec; DELETING finishes the deletion.
+        """
+        for record in self._store.all():
+            if record.status in ("AVAILABLE", "UNAVAILABLE", "UPDATING", "CREATING"):
+                self._in_background(record.name, self._restart)
+            elif record.status == "DELETING":
+                self._in_background(record.name, self._delete)
+
+    def close(self) -> None:
+        """Stop every environment's processes (they come back with `recover`)."""
+        self._closing.set()
+        with self._guard:
+            groups = list(self._groups.items())
+            self._groups.clear()
+        threads = [threading.Thread(target=group.stop, args=(_STOP_TIMEOUT,))
+                   for _, group in groups]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # --- lifecycle steps (each in its own thread, one at a time per environment) -------
+
+    def _in_background(self, name: str, step: Callable[[str], None]) -> None:
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+
+        def run() -> None:
+            with lock:
+                if self._closing.is_set():
+                    return
+                try:
+                    step(name)
+                except Exception:
+                    _log.exception("environment step failed unexpectedly",
+                                   extra={"fields": {"environment": name}})
+
+        threading.Thread(target=run, daemon=True, name=f"env-{name}").start()
+
+    def _create(self, name: str) -> None:
+        record = self._store.get(name)
+        try:
+            self._start(record)
+        except ProvisionError as error:
+            self._stop(name)
+            self._finish(name, "CREATING", "CREATE_FAILED", error)
+            return
+        self._finish(name, "CREATING", "AVAILABLE")
+
+    def _update(self, name: str, previous_spec: dict[str, Any]) -> None:
+        record = self._store.get(name)
+        self._stop(name)
+        try:
+            self._start(record)
+        except ProvisionError as error:
+            self._stop(name)
+            # Roll back: the previous settings run again, and the error says why.
+            with contextlib.suppress(ValidationException):
+                self._store.transition(name, allowed_from=frozenset({"UPDATING"}),
+                                       status="UPDATING", spec=previous_spec)
+            try:
+                self._start(self._store.get(name))
+            except ProvisionError:
+                self._stop(name)
+            self._finish(name, "UPDATING", "UPDATE_FAILED", error)
+            return
+        self._finish(name, "UPDATING", "AVAILABLE")
+
+    def _restart(self, name: str) -> None:
+        record = self._store.get(name)
+        self._stop(name)
+        try:
+            self._start(record)
+        except ProvisionError as error:
+            self._stop(name)
+            failed = "CREATE_FAILED" if record.status == "CREATING" else "UNAVAILABLE"
+            self._finish(name, record.status, failed, error)
+            return
+        if record.status in ("CREATING", "UPDATING"):
+            self._finish(name, record.status, "AVAILABLE")
+        else:
+            with contextlib.suppress(ValidationException):
+                self._store.transition(name, allowed_from=frozenset({"AVAILABLE",
+                                                                     "UNAVAILABLE"}),
+                                       status="AVAILABLE")
+
+    def _delete(self, name: str) -> None:
+        self._stop(name)
+        layout = self._layout(name)
+        shutil.rmtree(layout.root, ignore_errors=True)
+        layout.airgate_key.unlink(missing_ok=True)
+        self._store.remove(name)
+
+    # --- processes ---------------------------------------------------------------------
+
+    def _start(self, record: EnvironmentRecord) -> None:
+        """Provision, launch and wait until healthy; ProvisionError on any failure."""
+        try:
+            self._provision_and_launch(record)
+        except ProvisionError:
+            raise
+        except Exception as error:  # a bug or the machine: still the environment's failure
+            _log.exception("environment start failed", extra={"fields": {
+                "environment": record.name}})
+            raise ProvisionError("INTERNAL_ERROR", f"{type(error).__name__}: {error}") \
+                from None
+
+    def _provision_and_launch(self, record: EnvironmentRecord) -> None:
+        name, spec = record.name, record.spec
+        layout = self._layout(name)
+        layout.create()
+        setup_log = layout.log_file("setup")
+        provision.keys(layout)
+        ports = self._ports(record)
+        env = airflow_environment(
+            name, spec, layout, ports, self._dags_folder(spec, layout),
+            layout.fernet_key.read_text().strip(), self._interpreter, self._environ)
+
+        requirements = layout.root / "requirements.txt"
+        if provision.fetch_object(self._sources, spec, "Requirements", requirements):
+            constraints = self._home / "runtimes" / self._version / "constraints.txt"
+            provision.write_constraints(self._interpreter, constraints)
+            provision.install_requirements(self._interpreter, requirements,
+                                           layout.site_packages, constraints, env, setup_log)
+        plugins = layout.root / "plugins.zip"
+        if provision.fetch_object(self._sources, spec, "Plugins", plugins):
+            provision.unpack_plugins(plugins, layout.plugins)
+        script = layout.root / "startup.sh"
+        if provision.fetch_object(self._sources, spec, "StartupScript", script):
+            env.update(provision.run_startup_script(script, env, setup_log))
+        provision.migrate_database(self._interpreter, env, setup_log)
+
+        group = ProcessGroup([self._component(c, env, layout, ports) for c in COMPONENTS])
+        with self._guard:
+            self._groups[name] = group
+        group.start()
+        self._store.set_runtime(name, {"Ports": ports.as_dict(),
+                                       "WebserverUrl": f"http://127.0.0.1:{ports.api}"})
+        self._await_healthy(name, group, ports.api)
+
+    def _component(self, component: str, env: dict[str, str], layout: EnvironmentLayout,
+                   ports: Ports) -> ComponentSpec:
+        argv = [str(self._interpreter), "-m", "airflow", component]
+        if component == "api-server":
+            argv += ["--host", "127.0.0.1", "--port", str(ports.api)]
+        return ComponentSpec(component, argv, env, layout.log_file(component),
+                             layout.airflow_home)
+
+    def _await_healthy(self, name: str, group: ProcessGroup, port: int) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if self._closing.is_set():
+                    raise ProvisionError("INTERRUPTED", "airgate is shutting down")
+                crashed = [c for c, n in group.restarts().items() if n >= 3]
+                if crashed:
+                    raise ProvisionError(
+                        "COMPONENT_CRASHED", f"{', '.join(crashed)} kept exiting at start; see "
+                        f"`airgate logs {name} {crashed[0]}`")
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    if is_healthy(client.get(health_url(port)).json()):
+                        return
+                time.sleep(0.5)
+        raise ProvisionError("HEALTH_CHECK_TIMEOUT",
+                             f"Airflow did not report healthy within {HEALTH_TIMEOUT:.0f} s")
+
+    def _stop(self, name: str) -> None:
+        with self._guard:
+            group = self._groups.pop(name, None)
+        if group is not None:
+            group.stop(_STOP_TIMEOUT)
+
+    def _finish(self, name: str, expected: str, status: str,
+                error: ProvisionError | None = None) -> None:
+        """Record the end of a lifecycle step, unless the environment moved on meanwhile."""
+        with contextlib.suppress(ValidationException, ResourceNotFoundException):
+            record = self._store.get(name)
+            last_update = dict(record.last_update or {"CreatedAt": _now().isoformat(),
+                                                      "Source": "SERVICE"})
+            last_update["Status"] = "FAILED" if error else "SUCCESS"
+            if error is not None:
+                last_update["Error"] = {"ErrorCode": error.code, "ErrorMessage": error.message}
+                _log.warning("environment step failed", extra={"fields": {
+                    "environment": name, "status": status, "error_code": error.code}})
+            else:
+                last_update.pop("Error", None)
+            self._store.transition(name, allowed_from=frozenset({expected}), status=status,
+                                   last_update=last_update)
+
+    def _watch(self) -> None:
+        """AVAILABLE <-> UNAVAILABLE as components die and come back."""
+        with httpx.Client(timeout=3.0) as client:
+            while not self._closing.wait(MONITOR_INTERVAL):
+                with self._guard:
+                    groups = dict(self._groups)
+                for name, group in groups.items():
+                    lock = self._locks.get(name)
+                    if lock is None or lock.locked():
+                        continue  # a lifecycle step owns the status right now
+                    self._check(client, name, group)
+
+    def _check(self, client: httpx.Client, name: str, group: ProcessGroup) -> None:
+        record = self._store.find(name)
+        if record is None or record.status not in ("AVAILABLE", "UNAVAILABLE"):
+            return
+        port = (record.runtime.get("Ports") or {}).get("api")
+        healthy = all(group.alive().values())
+        if healthy and port:
+            try:
+                healthy = is_healthy(client.get(health_url(port)).json())
+            except (httpx.HTTPError, ValueError):
+                healthy = False
+        wanted = "AVAILABLE" if healthy else "UNAVAILABLE"
+        if wanted != record.status:
+            with contextlib.suppress(ValidationException):
+                self._store.transition(name, allowed_from=frozenset({record.status}),
+                                       status=wanted)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _layout(self, name: str) -> EnvironmentLayout:
+        return EnvironmentLayout.of(self._home, name)
+
+    def _ports(self, record: EnvironmentRecord) -> Ports:
+        """The ports the environment had, where still free; new ones otherwise."""
+        known = record.runtime.get("Ports") or {}
+        chosen = {}
+        for role in ("api", "worker_logs", "trigger_logs"):
+            port = known.get(role)
+            chosen[role] = port if port and port_is_free(port) else free_port()
+        return Ports(**chosen)
+
+    def _dags_folder(self, spec: Mapping[str, Any], layout: EnvironmentLayout) -> str:
+        if isinstance(self._sources, BucketFolders):
+            return str(self._sources.dags_folder(spec["SourceBucketArn"], spec["DagS3Path"]))
+        try:
+            self._sources.sync(spec["SourceBucketArn"], spec["DagS3Path"], layout.dags)
+        except Exception as error:
+            raise ProvisionError("S3_SYNC_FAILED", f"could not read DAGs from S3: {error}") \
+                from None
+        return str(layout.dags)

@@ -1,0 +1,153 @@
+"""Preparing an environment before its processes start: keys, files from its bucket,
+requirements, the startup script and the metadata database.
+
+Every step is safe to repeat (an update or a restart provisions again) and fails with a
+`ProvisionError` whose code and message end up in the environment's LastUpdate.Error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.fernet import Fernet
+
+from airgate.airflow.tokens import SigningKey, write_jwks
+from airgate.auth.secrets import write_private
+from airgate.environments.airflow_config import OWN_KEY_ID
+from airgate.environments.layout import EnvironmentLayout
+
+AIRGATE_KEY_ID = "airgate"
+REQUIREMENTS_TIMEOUT = 600.0
+STARTUP_SCRIPT_TIMEOUT = 300.0  # MWAA allows its startup script five minutes
+MIGRATE_TIMEOUT = 300.0
+_ERROR_TAIL = 900  # characters of a failing command's output kept in the error message
+
+
+class ProvisionError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        # LastUpdate.Error.ErrorMessage is one line of at most 1024 characters.
+        self.message = " | ".join(line.strip() for line in message.splitlines()
+                                  if line.strip())[:1024] or code
+
+
+class ObjectSource(Protocol):
+    def fetch(self, bucket_arn: str, key: str, version: str | None,
+              destination: Path) -> None: ...
+
+
+def keys(layout: EnvironmentLayout) -> SigningKey:
+    """The environment's own key and airgate's key for it; the JWKS trusting both."""
+    own = SigningKey.load_or_create(layout.own_key, OWN_KEY_ID)
+    airgate = SigningKey.load_or_create(layout.airgate_key, AIRGATE_KEY_ID)
+    write_jwks(layout.jwks, own, airgate)
+    if not layout.fernet_key.exists():
+        write_private(layout.fernet_key, Fernet.generate_key())
+    return airgate
+
+
+def fetch_object(source: ObjectSource, spec: Mapping[str, Any], member: str,
+                 destination: Path) -> bool:
+    """Fetch the object `spec[member]` names (e.g. PluginsS3Path); False if none is set."""
+    key = spec.get(f"{member}S3Path")
+    if not key:
+        destination.unlink(missing_ok=True)
+        return False
+    try:
+        source.fetch(spec["SourceBucketArn"], key, spec.get(f"{member}S3ObjectVersion"),
+                     destination)
+    except FileNotFoundError as error:
+        raise ProvisionError("S3_OBJECT_NOT_FOUND", str(error)) from None
+    return True
+
+
+def unpack_plugins(archive: Path, folder: Path) -> None:
+    """plugins.zip into the plugins folder, refusing members that would land outside it."""
+    for old in sorted(folder.rglob("*"), reverse=True):
+        old.unlink() if old.is_file() or old.is_symlink() else old.rmdir()
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            root = folder.resolve()
+            for member in bundle.namelist():
+                target = (folder / member).resolve()
+                if target != root and root not in target.parents:
+                    raise ProvisionError("PLUGINS_INVALID",
+                                         f"plugins.zip member {member!r} escapes the folder")
+            bundle.extractall(folder)
+    except zipfile.BadZipFile as error:
+        raise ProvisionError("PLUGINS_INVALID", f"plugins.zip is not a zip file: {error}") \
+            from None
+
+
+def install_requirements(interpreter: Path, requirements: Path, target: Path,
+                         constraints: Path, env: Mapping[str, str], log: Path) -> None:
+    """pip install into this environment's own folder, never into a shared one.
+
+    The constraints pin every package the runtime already has, so a requirement can't swap
+    out a version Airflow depends on: pip fails instead, and says why.
+    """
+    command = [str(interpreter), "-m", "pip", "install", "--disable-pip-version-check",
+               "--no-input", "--target", str(target), "--upgrade", "-r", str(requirements),
+               "-c", str(constraints)]
+    _run("REQUIREMENTS_INSTALL_FAILED", "pip install -r requirements.txt", command, env, log,
+         REQUIREMENTS_TIMEOUT)
+
+
+def write_constraints(interpreter: Path, destination: Path) -> None:
+    """The runtime's installed versions, as a pip constraints file (made once per runtime)."""
+    if destination.exists():
+        return
+    frozen = subprocess.run([str(interpreter), "-m", "pip", "freeze", "--exclude-editable"],
+                            capture_output=True, text=True, check=True, timeout=120).stdout
+    pins = [line for line in frozen.splitlines() if "==" in line and not line.startswith("-e")]
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text("\n".join(pins) + "\n")
+
+
+def run_startup_script(script: Path, env: Mapping[str, str], log: Path) -> dict[str, str]:
+    """Run the startup script as MWAA does, before the components; the variables it exports
+    are added to their environment."""
+    command = ["bash", "-c", 'set -a; source "$1" 1>&2; env -0', "startup", str(script)]
+    output = _run("STARTUP_SCRIPT_FAILED", "the startup script", command, env, log,
+                  STARTUP_SCRIPT_TIMEOUT, capture_stdout=True)
+    exported = dict(item.split("=", 1) for item in output.split("\0") if "=" in item)
+    return {k: v for k, v in exported.items() if env.get(k) != v and not k.startswith("AIRFLOW")
+            and k not in ("PWD", "SHLVL", "_", "OLDPWD")}
+
+
+def migrate_database(interpreter: Path, env: Mapping[str, str], log: Path) -> None:
+    _run("AIRFLOW_DB_MIGRATE_FAILED", "airflow db migrate",
+         [str(interpreter), "-m", "airflow", "db", "migrate"], env, log, MIGRATE_TIMEOUT)
+
+
+def _run(code: str, what: str, command: list[str], env: Mapping[str, str], log: Path,
+         timeout: float, capture_stdout: bool = False) -> str:
+    """Run a setup command with its output in `log`; a failure's tail becomes the error."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = subprocess.run(command, env=dict(env), capture_output=True, timeout=timeout,
+                                cwd=env.get("AIRFLOW_HOME"), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ProvisionError(code, f"{what} did not finish within {timeout:.0f} s") from None
+    with open(log, "ab") as sink:
+        sink.write(f"$ {' '.join(command)}\n".encode())
+        if not capture_stdout:
+            sink.write(result.stdout)
+        sink.write(result.stderr)
+    if result.returncode != 0:
+        text = (result.stderr or result.stdout).decode(errors="replace")
+        relevant = [line for line in text.splitlines()
+                    if "ERROR" in line or "error" in line.lower()] or text.splitlines()
+        raise ProvisionError(code, f"{what} failed (exit {result.returncode}): "
+                             + "\n".join(relevant)[-_ERROR_TAIL:])
+    return result.stdout.decode(errors="replace")
+
+
+def environ_without(keys_to_drop: tuple[str, ...]) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in keys_to_drop}

@@ -1,0 +1,164 @@
+"""Supervision of an environment's processes, modelled on uvicorn's supervisors.
+
+Each component (api-server, scheduler, ...) runs in its own process group with its output
+in a log file. A watcher restarts a component that dies, with exponential backoff, and tells
+the owner whenever the set of live components changes. Stopping is terminate -> wait -> kill,
+for the whole group, so no grandchild (a task's subprocess, a gunicorn worker) outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_log = logging.getLogger("airgate.supervisor")
+
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 30.0
+# A component that stayed up this long is healthy again: its backoff starts over.
+STABLE_AFTER = 60.0
+WATCH_INTERVAL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentSpec:
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    log_file: Path
+    cwd: Path
+
+
+@dataclass(slots=True)
+class _Component:
+    spec: ComponentSpec
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = BACKOFF_INITIAL
+    next_start: float = 0.0
+    exits: list[int] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class ProcessGroup:
+    """The supervised processes of one environment."""
+
+    def __init__(self, specs: Sequence[ComponentSpec],
+                 on_change: Callable[[dict[str, bool]], None] | None = None) -> None:
+        self._components = {spec.name: _Component(spec) for spec in specs}
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._last_reported: dict[str, bool] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            for component in self._components.values():
+                self._spawn(component)
+        self._watcher = threading.Thread(target=self._watch, daemon=True,
+                                         name=f"supervisor-{id(self):x}")
+        self._watcher.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Terminate every component's process group, wait, then kill what is left."""
+        self._stopping.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=5)
+        with self._lock:
+            live = [c for c in self._components.values() if c.process is not None]
+            for component in live:
+                _signal_group(component.process, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for component in live:
+                assert component.process is not None
+                remaining = max(0.1, deadline - time.monotonic())
+                try:
+                    component.process.wait(timeout=remaining)
+                except subprocess.TimeoutExpired:
+                    _log.warning("component did not stop in time; killing it",
+                                 extra={"fields": {"component": component.spec.name}})
+                # Children the component left behind die with its group.
+                _signal_group(component.process, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    component.process.wait(timeout=5)
+
+    # --- observation -----------------------------------------------------------------
+
+    def alive(self) -> dict[str, bool]:
+        with self._lock:
+            return {name: c.alive for name, c in self._components.items()}
+
+    def pids(self) -> dict[str, int]:
+        with self._lock:
+            return {name: c.process.pid for name, c in self._components.items()
+                    if c.process is not None and c.alive}
+
+    def restarts(self) -> dict[str, int]:
+        with self._lock:
+            return {name: c.restarts for name, c in self._components.items()}
+
+    # --- internals -------------------------------------------------------------------
+
+    def _spawn(self, component: _Component) -> None:
+        spec = component.spec
+        spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(spec.log_file, "ab") as log:
+            component.process = subprocess.Popen(
+                list(spec.argv), env=dict(spec.env), cwd=spec.cwd, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        component.started_at = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(WATCH_INTERVAL):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                now = time.monotonic()
+                for component in self._components.values():
+                    self._tend(component, now)
+                state = {name: c.alive for name, c in self._components.items()}
+            if state != self._last_reported:
+                self._last_reported = state
+                if self._on_change is not None:
+                    self._on_change(state)
+
+    def _tend(self, component: _Component, now: float) -> None:
+        process = component.process
+        if process is None or process.poll() is None:
+            if process is not None and now - component.started_at > STABLE_AFTER:
+                component.backoff = BACKOFF_INITIAL
+            if process is None and now >= component.next_start:
+                self._spawn(component)
+            return
+        # It exited: reap it (and its group), then schedule a restart with backoff.
+        component.exits.append(process.returncode)
+        _signal_group(process, signal.SIGKILL)
+        component.process = None
+        component.restarts += 1
+        component.next_start = now + component.backoff
+        _log.warning("component exited; restarting", extra={"fields": {
+            "component": component.spec.name, "returncode": process.returncode,
+            "restart_in_s": component.backoff}})
+        component.backoff = min(component.backoff * 2, BACKOFF_MAX)
+
+
+def _signal_group(process: subprocess.Popen[bytes] | None, signum: int) -> None:
+    if process is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
