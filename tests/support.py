@@ -89,6 +89,7 @@ def running_airgate(home: Path, database_url: str | None = None,
     settings = config.Settings(home=home, port=free_port(), database_url=database_url)
     airgate = build(settings, runtime_factory or record_only_runtime)
     admin = ensure_bootstrap_admin(settings, airgate.identities)
+    airgate.start()
     server = uvicorn.Server(uvicorn.Config(airgate.app, host=settings.host, port=settings.port,
                                            log_config=None, access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -58,6 +58,11 @@ class Airgate:
     provider: MwaaProvider
     app: ASGIApp
 
+    def start(self) -> None:
+        """Bring back the environments that were running when airgate last stopped."""
+        if isinstance(self.runtime, LocalRuntime):
+            self.runtime.recover()
+
     def close(self) -> None:
         if isinstance(self.runtime, LocalRuntime):
             self.runtime.close()
@@ -201,8 +206,7 @@ def serve(settings: Settings, dags: Path | None = None, default_environment: boo
     print(f"airgate listening on {settings.endpoint_url}", flush=True)
     print(f"state directory: {settings.home}", flush=True)
     print('credentials: eval "$(airgate shellenv)"', flush=True)
-    if isinstance(airgate.runtime, LocalRuntime):
-        airgate.runtime.recover()
+    airgate.start()
     if default_environment:
         folder = ensure_default_environment(airgate, dags)
         _announce_when_ready(airgate, DEFAULT_ENVIRONMENT, folder)

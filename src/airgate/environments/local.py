@@ -122,10 +122,15 @@ class LocalRuntime:
     def recover(self) -> None:
         """Bring back what was running before airgate stopped, and finish what was under way.
 
-        AVAILABLE/UNAVAILABLE environments restart; CREATING provisions again (each step is
-        repeatable); UPDATING applies the recorded spec; DELETING finishes the deletion.
+        AVAILABLE environments are UNAVAILABLE until their processes answer again; CREATING
+        provisions again (each step is repeatable); UPDATING applies the recorded spec;
+        DELETING finishes the deletion.
         """
         for record in self._store.all():
+            if record.status == "AVAILABLE":
+                with contextlib.suppress(ValidationException):
+                    self._store.transition(record.name, allowed_from=frozenset({"AVAILABLE"}),
+                                           status="UNAVAILABLE")
             if record.status in ("AVAILABLE", "UNAVAILABLE", "UPDATING", "CREATING"):
                 self._in_background(record.name, self._restart)
             elif record.status == "DELETING":
@@ -205,8 +210,7 @@ class LocalRuntime:
             self._finish(name, record.status, "AVAILABLE")
         else:
             with contextlib.suppress(ValidationException):
-                self._store.transition(name, allowed_from=frozenset({"AVAILABLE",
-                                                                     "UNAVAILABLE"}),
+                self._store.transition(name, allowed_from=frozenset({"UNAVAILABLE"}),
                                        status="AVAILABLE")
 
     def _delete(self, name: str) -> None:

@@ -1,0 +1,143 @@
+"""Seconds from CreateEnvironment to AVAILABLE, against starting the same Airflow directly,
+and the memory of an idle environment.
+
+    .venv/bin/python bench/environment_startup.py [--runs 3]
+
+Both sides run in the same invocation, one after the other: airgate (boto3 CreateEnvironment,
+polling GetEnvironment) and "direct" (airflow db migrate, then the four components started by
+hand with the same configuration, polling Airflow's health endpoint). The ratio is what the
+control plane costs; the machine's noise cancels out of it better than out of the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support import running_airgate
+
+from airgate.environments import provision
+from airgate.environments.airflow_config import Ports, airflow_environment
+from airgate.environments.layout import COMPONENTS, EnvironmentLayout, free_port
+from airgate.environments.local import LocalRuntime, health_url, is_healthy
+from airgate.server import local_runtime
+
+SPEC = {"ExecutionRoleArn": "arn:aws:iam::000000000000:role/airflow",
+        "SourceBucketArn": "arn:aws:s3:::bench", "DagS3Path": "dags",
+        "NetworkConfiguration": {}}
+
+
+def through_airgate(home: Path, name: str) -> tuple[float, dict[str, float]]:
+    (home / "buckets" / "bench" / "dags").mkdir(parents=True, exist_ok=True)
+    with running_airgate(home, runtime_factory=local_runtime) as server:
+        mwaa = server.client()
+        started = time.perf_counter()
+        mwaa.create_environment(Name=name, **SPEC)
+        while (status := mwaa.get_environment(Name=name)["Environment"]["Status"]) != "AVAILABLE":
+            if status.endswith("FAILED"):
+                raise RuntimeError(mwaa.get_environment(Name=name)["Environment"]["LastUpdate"])
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        time.sleep(20)  # let it settle into idle
+        runtime = server.airgate.runtime
+        assert isinstance(runtime, LocalRuntime)
+        memory = tree_memory(runtime.pids(name).values())
+    return elapsed, memory
+
+
+def directly(root: Path) -> float:
+    """The same configuration, started by hand: db migrate, four processes, health."""
+    layout = EnvironmentLayout.of(root, "direct")
+    layout.create()
+    provision.keys(layout)
+    dags = root / "dags"
+    dags.mkdir()
+    ports = Ports(free_port(), free_port(), free_port())
+    env = airflow_environment("direct", SPEC, layout, ports, str(dags),
+                              layout.fernet_key.read_text().strip(), Path(sys.executable),
+                              dict(os.environ))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
+                   capture_output=True)
+    processes = []
+    for component in COMPONENTS:
+        argv = [sys.executable, "-m", "airflow", component]
+        if component == "api-server":
+            argv += ["--host", "127.0.0.1", "--port", str(ports.api)]
+        processes.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, start_new_session=True))
+    try:
+        with httpx.Client(timeout=5) as client:
+            while True:
+                try:
+                    if is_healthy(client.get(health_url(ports.api)).json()):
+                        return time.perf_counter() - started
+                except (httpx.HTTPError, ValueError):
+                    pass
+                time.sleep(0.1)
+    finally:
+        for process in processes:
+            os.killpg(process.pid, 15)
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def tree_memory(pids: object) -> dict[str, float]:
+    """Resident (RSS) and proportional (PSS, shared pages split) MiB over the trees."""
+    rss = pss = 0.0
+    for pid in pids:  # type: ignore[attr-defined]
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                info = process.memory_full_info()
+            except psutil.NoSuchProcess:
+                continue
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+    return {"rss_mib": rss / 2**20, "pss_mib": pss / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    airgate_times, direct_times, memories = [], [], []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory() as scratch:
+            seconds, memory = through_airgate(Path(scratch) / "home", f"bench-{run}")
+            airgate_times.append(seconds)
+            memories.append(memory)
+        with tempfile.TemporaryDirectory() as scratch:
+            direct_times.append(directly(Path(scratch)))
+        print(f"run {run + 1}: airgate {airgate_times[-1]:.1f} s, direct "
+              f"{direct_times[-1]:.1f} s", flush=True)
+
+    a, d = statistics.median(airgate_times), statistics.median(direct_times)
+    rss = statistics.median(m["rss_mib"] for m in memories)
+    pss = statistics.median(m["pss_mib"] for m in memories)
+    print()
+    print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
+          f"median of {args.runs} runs")
+    print(f"| {'measure':<44} | {'value':>10} |")
+    print(f"| {'-' * 44} | {'-' * 10}:|")
+    print(f"| {'CreateEnvironment -> AVAILABLE (airgate), s':<44} | {a:>10.1f} |")
+    print(f"| {'migrate + start + healthy (direct), s':<44} | {d:>10.1f} |")
+    print(f"| {'ratio airgate / direct':<44} | {a / d:>10.2f} |")
+    print(f"| {'idle environment RSS, MiB (shared counted)':<44} | {rss:>10.0f} |")
+    print(f"| {'idle environment PSS, MiB (shared split)':<44} | {pss:>10.0f} |")
+    print(f"| {'target: AVAILABLE under 20 s':<44} | {'met' if a < 20 else 'NOT MET':>10} |")
+
+
+if __name__ == "__main__":
+    main()

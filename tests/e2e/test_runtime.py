@@ -1,0 +1,235 @@
+"""Real Apache Airflow behind the MWAA API: create, run a DAG, update, survive a killed
+scheduler and an airgate restart, delete; and a broken requirements.txt.
+
+The steps share one environment and run in order (each builds on the one before), with a
+real airgate server, real boto3 clients and real Airflow processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from airgate.environments.local import LocalRuntime
+from airgate.server import local_runtime
+from tests.support import RunningAirgate, running_airgate
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ENV = "pipeline"
+BUCKET = "arn:aws:s3:::data-team"
+DAG = '''
+import pendulum
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+
+with DAG(dag_id="hello_airgate", schedule=None, catchup=False,
+         start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
+    BashOperator(task_id="say_hello", bash_command="echo hello from $AIRFLOW_HOME")
+'''
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def status_of(mwaa: Any, name: str) -> str:
+    return str(mwaa.get_environment(Name=name)["Environment"]["Status"])
+
+
+def wait_for_status(mwaa: Any, name: str, wanted: str, timeout: float = 240) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        environment: dict[str, Any] = mwaa.get_environment(Name=name)["Environment"]
+        if environment["Status"] == wanted:
+            return environment
+        assert not environment["Status"].endswith("FAILED") or wanted.endswith("FAILED"), \
+            environment.get("LastUpdate")
+        return None
+    return wait_for(reached, timeout, f"{name} to be {wanted}")  # type: ignore[no-any-return]
+
+
+class Harness:
+    """An airgate server over one home that the tests can stop and start again."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._context: Any = None
+        self.server: RunningAirgate
+
+    def start(self) -> RunningAirgate:
+        self._context = running_airgate(self.home, runtime_factory=local_runtime)
+        self.server = self._context.__enter__()
+        return self.server
+
+    def stop(self) -> None:
+        self._context.__exit__(None, None, None)
+
+    @property
+    def runtime(self) -> LocalRuntime:
+        runtime = self.server.airgate.runtime
+        assert isinstance(runtime, LocalRuntime)
+        return runtime
+
+    def airflow(self, role: str = "ADMIN", subject: str = "user/e2e") -> httpx.Client:
+        """Airflow's REST API for the environment, with a token airgate minted."""
+        token = self.runtime.signing_key(ENV).mint(subject=subject, role=role, environment=ENV,
+                                                   ttl=600)
+        url = self.runtime.api_url(ENV)
+        assert url is not None
+        return httpx.Client(base_url=f"{url}/api/v2", timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    harness = Harness(tmp_path_factory.mktemp("runtime") / "home")
+    dags = harness.home / "buckets" / "data-team" / "dags"
+    dags.mkdir(parents=True)
+    (dags / "hello_airgate.py").write_text(DAG)
+    harness.start()
+    yield harness
+    harness.stop()
+
+
+def create_args(name: str, **more: Any) -> dict[str, Any]:
+    return {"Name": name, "ExecutionRoleArn": "arn:aws:iam::000000000000:role/airflow",
+            "SourceBucketArn": BUCKET, "DagS3Path": "dags", "NetworkConfiguration": {}, **more}
+
+
+def test_create_and_run_a_dag(harness: Harness) -> None:
+    mwaa = harness.server.client()
+    started = time.monotonic()
+    mwaa.create_environment(**create_args(ENV, AirflowConfigurationOptions={
+        "core.default_task_retries": "0"}))
+    assert status_of(mwaa, ENV) == "CREATING"
+    environment = wait_for_status(mwaa, ENV, "AVAILABLE")
+    print(f"CreateEnvironment -> AVAILABLE in {time.monotonic() - started:.1f} s")
+    assert environment["LastUpdate"]["Status"] == "SUCCESS"
+    assert environment["WebserverUrl"].startswith("http://127.0.0.1:")
+    assert httpx.get(environment["WebserverUrl"], follow_redirects=True).status_code == 200
+
+    with harness.airflow() as airflow:
+        wait_for(lambda: airflow.get("/dags/hello_airgate").status_code == 200, 60,
+                 "the DAG to be parsed")
+        assert airflow.patch("/dags/hello_airgate", json={"is_paused": False}).status_code \
+            == 200
+        run = airflow.post("/dags/hello_airgate/dagRuns", json={"logical_date": None})
+        assert run.status_code == 200, run.text
+        run_id = run.json()["dag_run_id"]
+        final = wait_for(lambda: (lambda r: r if r["state"] in ("success", "failed") else None)(
+            airflow.get(f"/dags/hello_airgate/dagRuns/{run_id}").json()), 120, "the run")
+        assert final["state"] == "success"
+        assert final["triggering_user_name"] == "user/e2e"
+        assert airflow.post("/variables", json={"key": "kept", "value": "across restarts"}) \
+            .status_code == 201
+
+
+def test_tokens_are_per_environment_and_role(harness: Harness) -> None:
+    with harness.airflow(role="VIEWER") as viewer:
+        assert viewer.get("/dags").status_code == 200
+        assert viewer.post("/variables", json={"key": "x", "value": "y"}).status_code == 403
+    other = harness.runtime.signing_key(ENV).mint(subject="user/e2e", role="ADMIN",
+                                                  environment="another-env", ttl=60)
+    url = harness.runtime.api_url(ENV)
+    assert httpx.get(f"{url}/api/v2/dags",
+                     headers={"Authorization": f"Bearer {other}"}).status_code == 403
+    # The environment's configuration names no airgate private key.
+    layout_root = harness.home / "environments" / ENV
+    airgate_key = (harness.home / "keys" / "environments" / f"{ENV}.pem").read_text()
+    for path in layout_root.rglob("*"):
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            assert airgate_key.strip() not in path.read_text(errors="ignore")
+
+
+def test_update_applies_configuration(harness: Harness) -> None:
+    mwaa = harness.server.client()
+    before = harness.runtime.pids(ENV)
+    mwaa.update_environment(Name=ENV, AirflowConfigurationOptions={
+        "core.parallelism": "3", "api.expose_config": "True"})
+    assert status_of(mwaa, ENV) == "UPDATING"
+    environment = wait_for_status(mwaa, ENV, "AVAILABLE")
+    assert environment["AirflowConfigurationOptions"]["core.parallelism"] == "3"
+    assert set(harness.runtime.pids(ENV).values()).isdisjoint(before.values())
+    with harness.airflow() as airflow:
+        option = airflow.get("/config/section/core/option/parallelism",
+                             headers={"Accept": "application/json"})
+        assert option.status_code == 200, option.text
+        assert option.json()["sections"][0]["options"][0]["value"] == "3"
+
+
+def test_blocked_option_is_refused(harness: Harness) -> None:
+    mwaa = harness.server.client()
+    with pytest.raises(mwaa.exceptions.ValidationException) as excinfo:
+        mwaa.update_environment(Name=ENV, AirflowConfigurationOptions={
+            "database.sql_alchemy_conn": "sqlite:////tmp/x.db"})
+    assert "database.sql_alchemy_conn" in excinfo.value.response["Error"]["Message"]
+    assert status_of(mwaa, ENV) == "AVAILABLE"
+
+
+def test_killed_scheduler_comes_back(harness: Harness) -> None:
+    mwaa = harness.server.client()
+    scheduler = harness.runtime.pids(ENV)["scheduler"]
+    os.killpg(scheduler, signal.SIGKILL)
+    wait_for(lambda: status_of(mwaa, ENV) == "UNAVAILABLE", 30, "UNAVAILABLE")
+    wait_for_status(mwaa, ENV, "AVAILABLE", timeout=120)
+    assert harness.runtime.pids(ENV)["scheduler"] != scheduler
+
+
+def test_restart_brings_environment_back_with_its_data(harness: Harness) -> None:
+    pids = list(harness.runtime.pids(ENV).values())
+    harness.stop()
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    harness.start()
+    mwaa = harness.server.client()
+    wait_for_status(mwaa, ENV, "AVAILABLE")
+    with harness.airflow() as airflow:
+        assert airflow.get("/variables/kept").json()["value"] == "across restarts"
+        runs = airflow.get("/dags/hello_airgate/dagRuns").json()
+        assert runs["total_entries"] == 1 and runs["dag_runs"][0]["state"] == "success"
+
+
+def test_delete_stops_everything(harness: Harness) -> None:
+    mwaa = harness.server.client()
+    processes = [psutil.Process(pid) for pid in harness.runtime.pids(ENV).values()]
+    family = processes + [child for p in processes for child in p.children(recursive=True)]
+    mwaa.delete_environment(Name=ENV)
+    assert status_of(mwaa, ENV) == "DELETING"
+
+    def gone() -> bool:
+        try:
+            mwaa.get_environment(Name=ENV)
+        except mwaa.exceptions.ResourceNotFoundException:
+            return True
+        return False
+
+    wait_for(gone, 120, "the environment to be deleted")
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not (harness.home / "environments" / ENV).exists()
+
+
+def test_broken_requirements_fail_the_creation(harness: Harness) -> None:
+    bucket = harness.home / "buckets" / "data-team"
+    (bucket / "requirements.txt").write_text("airgate-no-such-package-anywhere==0.0.1\n")
+    mwaa = harness.server.client()
+    mwaa.create_environment(**create_args("broken", RequirementsS3Path="requirements.txt"))
+    environment = wait_for_status(mwaa, "broken", "CREATE_FAILED", timeout=300)
+    error = environment["LastUpdate"]["Error"]
+    assert environment["LastUpdate"]["Status"] == "FAILED"
+    assert error["ErrorCode"] == "REQUIREMENTS_INSTALL_FAILED"
+    assert "airgate-no-such-package-anywhere" in error["ErrorMessage"]
+    assert not harness.runtime.pids("broken")
+    mwaa.delete_environment(Name="broken")
