@@ -84,9 +84,11 @@ def mwaa_client(endpoint_url: str, credentials: dict[str, str], region: str,
 
 @contextlib.contextmanager
 def running_airgate(home: Path, database_url: str | None = None,
-                    runtime_factory: RuntimeFactory | None = None) -> Iterator[RunningAirgate]:
+                    runtime_factory: RuntimeFactory | None = None,
+                    **settings_overrides: Any) -> Iterator[RunningAirgate]:
     """airgate serving on a free port in this process, until the block ends."""
-    settings = config.Settings(home=home, port=free_port(), database_url=database_url)
+    settings = config.Settings(home=home, port=free_port(), database_url=database_url,
+                               **settings_overrides)
     airgate = build(settings, runtime_factory or record_only_runtime)
     admin = ensure_bootstrap_admin(settings, airgate.identities)
     airgate.start()

@@ -199,7 +199,8 @@ def _run_up(args: argparse.Namespace) -> int:
     from airgate.server import serve
 
     settings = _settings(args, host=args.host, port=args.port, region=args.region,
-                         account_id=args.account_id)
+                         account_id=args.account_id,
+                         airflow_database_url=args.airflow_database_url)
     dags = Path(args.dags) if args.dags else None
     if dags is not None and not dags.is_dir():
         print(f"airgate: --dags {dags} is not a folder", file=sys.stderr)
@@ -271,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--region", help=f"region in ARNs and signatures (AIRGATE_REGION, "
                     f"default {config.DEFAULT_REGION})")
     up.add_argument("--account-id", help="12-digit account id in ARNs (AIRGATE_ACCOUNT_ID)")
+    up.add_argument("--airflow-database-url", help="a PostgreSQL server for the "
+                    "environments' metadata, one database each (AIRGATE_AIRFLOW_DATABASE_URL; "
+                    "default SQLite per environment)")
     up.add_argument("--dags", help="a folder of DAGs for the default environment, wired in "
                     "directly (edits are picked up within 30 s)")
     up.add_argument("--no-default-environment", action="store_true",

@@ -26,6 +26,9 @@ class Settings:
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
     database_url: str | None = None  # None: SQLite in `home`
+    # A PostgreSQL server for the environments' Airflow metadata (one database each);
+    # None: SQLite in each environment's AIRFLOW_HOME.
+    airflow_database_url: str | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -80,6 +83,7 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         region=env.get("AIRGATE_REGION", DEFAULT_REGION),
         account_id=env.get("AIRGATE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID),
         database_url=env.get("AIRGATE_DATABASE_URL") or None,
+        airflow_database_url=env.get("AIRGATE_AIRFLOW_DATABASE_URL") or None,
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:

@@ -26,6 +26,7 @@ from airgate.auth.secrets import SecretBox, write_private
 from airgate.config import Settings
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.local import LocalRuntime
+from airgate.environments.metadata import MetadataDatabases
 from airgate.environments.runtime import RecordOnlyRuntime, Runtime
 from airgate.environments.sources import BucketFolders, S3Objects, uses_s3
 from airgate.environments.store import EnvironmentStore
@@ -90,7 +91,8 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
     """Every environment a real Airflow on this machine (the default)."""
     sources = S3Objects() if uses_s3() else BucketFolders(settings.buckets_dir)
     return LocalRuntime(settings.home, store, sources=sources,
-                        version=default_airflow_version())
+                        version=default_airflow_version(),
+                        databases=MetadataDatabases(settings.airflow_database_url))
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:

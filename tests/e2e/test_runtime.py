@@ -233,3 +233,45 @@ def test_broken_requirements_fail_the_creation(harness: Harness) -> None:
     assert "airgate-no-such-package-anywhere" in error["ErrorMessage"]
     assert not harness.runtime.pids("broken")
     mwaa.delete_environment(Name="broken")
+
+
+@pytest.mark.postgres
+def test_metadata_on_postgresql(tmp_path: Path) -> None:
+    """With a PostgreSQL server configured, each environment gets its own database there,
+    dropped with the environment."""
+    import psycopg
+
+    from airgate.environments.metadata import MetadataDatabases, database_name
+    from tests.support import POSTGRES_ADMIN_URL
+
+    home = tmp_path / "home"
+    (home / "buckets" / "data-team" / "dags").mkdir(parents=True)
+    (home / "buckets" / "data-team" / "dags" / "hello_airgate.py").write_text(DAG)
+    name = "OnPostgres"
+
+    def databases() -> list[str]:
+        with psycopg.connect(POSTGRES_ADMIN_URL) as connection:
+            return [row[0] for row in connection.execute("SELECT datname FROM pg_database")]
+
+    MetadataDatabases(POSTGRES_ADMIN_URL).drop(name)  # left over from an interrupted run
+
+    with running_airgate(home, runtime_factory=local_runtime,
+                         airflow_database_url=POSTGRES_ADMIN_URL) as server:
+        mwaa = server.client()
+        mwaa.create_environment(**create_args(name))
+        wait_for_status(mwaa, name, "AVAILABLE")
+        assert database_name(name) in databases()
+        runtime = server.airgate.runtime
+        assert isinstance(runtime, LocalRuntime)
+        token = runtime.signing_key(name).mint(subject="user/pg", role="ADMIN",
+                                               environment=name, ttl=60)
+        with httpx.Client(base_url=f"{runtime.api_url(name)}/api/v2",
+                          headers={"Authorization": f"Bearer {token}"}) as airflow:
+            assert airflow.post("/variables", json={"key": "k", "value": "v"}).status_code == 201
+        with psycopg.connect(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/"
+                             + database_name(name)) as connection:
+            stored = connection.execute("SELECT val, is_encrypted FROM variable "
+                                        "WHERE key = 'k'").fetchone()
+        assert stored is not None and stored[1] is True  # there, under the env's Fernet key
+        mwaa.delete_environment(Name=name)
+        wait_for(lambda: database_name(name) not in databases(), 120, "the database to go")

@@ -67,7 +67,8 @@ class Ports:
 
 def airflow_environment(name: str, spec: Mapping[str, Any], layout: EnvironmentLayout,
                         ports: Ports, dags_folder: str, fernet_key: str, interpreter: Path,
-                        base_env: Mapping[str, str]) -> dict[str, str]:
+                        base_env: Mapping[str, str],
+                        database: Mapping[str, str] | None = None) -> dict[str, str]:
     """The process environment every component of `name` runs with."""
     api_url = f"http://127.0.0.1:{ports.api}"
     env = {k: v for k, v in base_env.items()
@@ -82,7 +83,7 @@ def airflow_environment(name: str, spec: Mapping[str, Any], layout: EnvironmentL
         "core.fernet_key": fernet_key,
         "core.parallelism": str(spec.get("MaxWorkers") or DEFAULT_PARALLELISM),
         "core.execution_api_server_url": f"{api_url}/execution/",
-        "database.sql_alchemy_conn": f"sqlite:///{layout.database}",
+        **(database or {"database.sql_alchemy_conn": f"sqlite:///{layout.database}"}),
         "api.host": "127.0.0.1",
         "api.port": str(ports.api),
         "api.base_url": f"{api_url}/",

@@ -31,6 +31,7 @@ from airgate.environments.layout import (
     free_port,
     port_is_free,
 )
+from airgate.environments.metadata import MetadataDatabases
 from airgate.environments.provision import ProvisionError
 from airgate.environments.sources import BucketFolders, S3Objects
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
@@ -63,13 +64,15 @@ class LocalRuntime:
 
     def __init__(self, home: Path, store: EnvironmentStore, *,
                  sources: BucketFolders | S3Objects, interpreter: Path | None = None,
-                 version: str, environ: Mapping[str, str] | None = None) -> None:
+                 version: str, environ: Mapping[str, str] | None = None,
+                 databases: MetadataDatabases | None = None) -> None:
         self._home = home
         self._store = store
         self._sources = sources
         self._interpreter = interpreter or Path(sys.executable)
         self._version = version
         self._environ = dict(os.environ if environ is None else environ)
+        self._databases = databases or MetadataDatabases(None)
         self._groups: dict[str, ProcessGroup] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -218,6 +221,7 @@ class LocalRuntime:
         layout = self._layout(name)
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.airgate_key.unlink(missing_ok=True)
+        self._databases.drop(name)
         self._store.remove(name)
 
     # --- processes ---------------------------------------------------------------------
@@ -241,9 +245,11 @@ class LocalRuntime:
         setup_log = layout.log_file("setup")
         provision.keys(layout)
         ports = self._ports(record)
+        self._databases.ensure(name)
         env = airflow_environment(
             name, spec, layout, ports, self._dags_folder(spec, layout),
-            layout.fernet_key.read_text().strip(), self._interpreter, self._environ)
+            layout.fernet_key.read_text().strip(), self._interpreter, self._environ,
+            self._databases.connections(name, layout))
 
         requirements = layout.root / "requirements.txt"
         if provision.fetch_object(self._sources, spec, "Requirements", requirements):
