@@ -29,6 +29,8 @@ class Settings:
     # A PostgreSQL server for the environments' Airflow metadata (one database each);
     # None: SQLite in each environment's AIRFLOW_HOME.
     airflow_database_url: str | None = None
+    # Airflow 3 versions offered besides the one installed with airgate (own virtualenvs).
+    extra_airflow_versions: tuple[str, ...] = ()
 
     @property
     def effective_database_url(self) -> str:
@@ -68,6 +70,10 @@ class Settings:
             raise ConfigError(f"account id must be 12 digits, got {self.account_id!r}")
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
             raise ConfigError(f"not a region name: {self.region!r}")
+        for version in self.extra_airflow_versions:
+            if not re.fullmatch(r"3\.\d+\.\d+", version):
+                raise ConfigError(f"AIRGATE_AIRFLOW_VERSIONS: {version!r} is not an Airflow 3 "
+                                  "release such as 3.2.1")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port out of range: {self.port}")
         return self
@@ -84,6 +90,8 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         account_id=env.get("AIRGATE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID),
         database_url=env.get("AIRGATE_DATABASE_URL") or None,
         airflow_database_url=env.get("AIRGATE_AIRFLOW_DATABASE_URL") or None,
+        extra_airflow_versions=tuple(
+            v.strip() for v in env.get("AIRGATE_AIRFLOW_VERSIONS", "").split(",") if v.strip()),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:

@@ -30,6 +30,7 @@ from airgate.environments.metadata import MetadataDatabases
 from airgate.environments.runtime import RecordOnlyRuntime, Runtime
 from airgate.environments.sources import BucketFolders, S3Objects, uses_s3
 from airgate.environments.store import EnvironmentStore
+from airgate.environments.versions import AirflowRuntimes
 from airgate.gateway import Gateway
 from airgate.mwaa.provider import MwaaProvider
 from airgate.store.db import Database
@@ -90,8 +91,9 @@ def record_only_runtime(settings: Settings, store: EnvironmentStore) -> Runtime:
 def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
     """Every environment a real Airflow on this machine (the default)."""
     sources = S3Objects() if uses_s3() else BucketFolders(settings.buckets_dir)
-    return LocalRuntime(settings.home, store, sources=sources,
-                        version=default_airflow_version(),
+    runtimes = AirflowRuntimes(settings.home, default_airflow_version(),
+                               settings.extra_airflow_versions)
+    return LocalRuntime(settings.home, store, sources=sources, runtimes=runtimes,
                         databases=MetadataDatabases(settings.airflow_database_url))
 
 

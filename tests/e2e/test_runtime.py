@@ -275,3 +275,84 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
         assert stored is not None and stored[1] is True  # there, under the env's Fernet key
         mwaa.delete_environment(Name=name)
         wait_for(lambda: database_name(name) not in databases(), 120, "the database to go")
+
+
+def test_dags_plugins_and_startup_script_from_s3(tmp_path: Path) -> None:
+    """With S3 configured, objects are fetched with boto3 (here from moto's S3 server), and
+    a DAG uploaded later reaches the running environment within 30 s."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from airgate.environments.sources import S3Objects
+    from airgate.environments.versions import AirflowRuntimes
+    from airgate.server import default_airflow_version
+    from tests.support import free_port
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    moto.start()
+    try:
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.create_bucket(Bucket="lake")
+        s3.put_object(Bucket="lake", Key="airflow/dags/hello_airgate.py", Body=DAG.encode())
+        s3.put_object(Bucket="lake", Key="airflow/startup.sh",
+                      Body=b"export AIRGATE_FROM_STARTUP=yes\n")
+
+        def s3_runtime(settings: Any, store: Any) -> LocalRuntime:
+            return LocalRuntime(settings.home, store, sources=S3Objects(s3),
+                                runtimes=AirflowRuntimes(settings.home,
+                                                         default_airflow_version()))
+
+        with running_airgate(tmp_path / "home", runtime_factory=s3_runtime) as server:
+            mwaa = server.client()
+            mwaa.create_environment(**create_args(
+                "from-s3", SourceBucketArn="arn:aws:s3:::lake", DagS3Path="airflow/dags",
+                StartupScriptS3Path="airflow/startup.sh"))
+            wait_for_status(mwaa, "from-s3", "AVAILABLE")
+            runtime = server.airgate.runtime
+            assert isinstance(runtime, LocalRuntime)
+            scheduler = psutil.Process(runtime.pids("from-s3")["scheduler"])
+            assert scheduler.environ().get("AIRGATE_FROM_STARTUP") == "yes"
+
+            token = runtime.signing_key("from-s3").mint(subject="user/s3", role="VIEWER",
+                                                        environment="from-s3", ttl=120)
+            with httpx.Client(base_url=f"{runtime.api_url('from-s3')}/api/v2",
+                              headers={"Authorization": f"Bearer {token}"}) as airflow:
+                wait_for(lambda: airflow.get("/dags/hello_airgate").status_code == 200, 60,
+                         "the DAG from S3")
+                s3.put_object(Bucket="lake", Key="airflow/dags/second.py",
+                              Body=DAG.replace("hello_airgate", "second_dag").encode())
+                uploaded = time.monotonic()
+                wait_for(lambda: airflow.get("/dags/second_dag").status_code == 200, 30,
+                         "the uploaded DAG")
+                print(f"uploaded DAG visible after {time.monotonic() - uploaded:.1f} s")
+            mwaa.delete_environment(Name="from-s3")
+    finally:
+        moto.stop()
+
+
+def test_another_airflow_version_gets_its_own_virtualenv(tmp_path: Path) -> None:
+    """A supported version other than airgate's own is installed once into its own
+    virtualenv under the home (this downloads Airflow 3.2.2 from PyPI), and runs there."""
+    home = tmp_path / "home"
+    (home / "buckets" / "data-team" / "dags").mkdir(parents=True)
+    with running_airgate(home, runtime_factory=local_runtime,
+                         extra_airflow_versions=("3.2.2",)) as server:
+        mwaa = server.client()
+        with pytest.raises(mwaa.exceptions.ValidationException) as excinfo:
+            mwaa.create_environment(**create_args("too-old", AirflowVersion="2.10.5"))
+        assert "3.2.2" in excinfo.value.response["Error"]["Message"]
+
+        mwaa.create_environment(**create_args("older", AirflowVersion="3.2.2"))
+        environment = wait_for_status(mwaa, "older", "AVAILABLE", timeout=900)
+        assert environment["AirflowVersion"] == "3.2.2"
+        runtime = server.airgate.runtime
+        assert isinstance(runtime, LocalRuntime)
+        token = runtime.signing_key("older").mint(subject="user/v", role="VIEWER",
+                                                  environment="older", ttl=60)
+        answer = httpx.get(f"{runtime.api_url('older')}/api/v2/version",
+                           headers={"Authorization": f"Bearer {token}"})
+        assert answer.json()["version"] == "3.2.2"
+        assert (home / "runtimes" / "3.2.2" / "venv" / "bin" / "python").exists()
+        mwaa.delete_environment(Name="older")

@@ -13,7 +13,6 @@ import datetime
 import logging
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,12 +35,14 @@ from airgate.environments.provision import ProvisionError
 from airgate.environments.sources import BucketFolders, S3Objects
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.environments.supervisor import ComponentSpec, ProcessGroup
+from airgate.environments.versions import AirflowRuntimes
 from airgate.errors import ResourceNotFoundException, ValidationException
 
 _log = logging.getLogger("airgate.runtime")
 
 HEALTH_TIMEOUT = 240.0  # seconds for a new environment to pass its health check
 MONITOR_INTERVAL = 2.0
+DAG_SYNC_INTERVAL = 10.0  # with DAG_REFRESH_SECONDS, S3 changes run within 30 s
 _STOP_TIMEOUT = 20.0
 
 
@@ -63,14 +64,13 @@ class LocalRuntime:
     """Runs each environment's Airflow components as supervised local processes."""
 
     def __init__(self, home: Path, store: EnvironmentStore, *,
-                 sources: BucketFolders | S3Objects, interpreter: Path | None = None,
-                 version: str, environ: Mapping[str, str] | None = None,
+                 sources: BucketFolders | S3Objects, runtimes: AirflowRuntimes,
+                 environ: Mapping[str, str] | None = None,
                  databases: MetadataDatabases | None = None) -> None:
         self._home = home
         self._store = store
         self._sources = sources
-        self._interpreter = interpreter or Path(sys.executable)
-        self._version = version
+        self._runtimes = runtimes
         self._environ = dict(os.environ if environ is None else environ)
         self._databases = databases or MetadataDatabases(None)
         self._groups: dict[str, ProcessGroup] = {}
@@ -84,7 +84,7 @@ class LocalRuntime:
 
     @property
     def supported_versions(self) -> tuple[str, ...]:
-        return (self._version,)
+        return self._runtimes.versions
 
     def check_spec(self, spec: Mapping[str, Any]) -> None:
         check_options(spec.get("AirflowConfigurationOptions") or {})
@@ -171,50 +171,42 @@ class LocalRuntime:
         threading.Thread(target=run, daemon=True, name=f"env-{name}").start()
 
     def _create(self, name: str) -> None:
-        record = self._store.get(name)
-        try:
-            self._start(record)
-        except ProvisionError as error:
-            self._stop(name)
-            self._finish(name, "CREATING", "CREATE_FAILED", error)
-            return
-        self._finish(name, "CREATING", "AVAILABLE")
+        error = self._fresh_start(self._store.get(name))
+        self._finish(name, "CREATING", "CREATE_FAILED" if error else "AVAILABLE", error)
 
     def _update(self, name: str, previous_spec: dict[str, Any]) -> None:
-        record = self._store.get(name)
-        self._stop(name)
-        try:
-            self._start(record)
-        except ProvisionError as error:
-            self._stop(name)
+        error = self._fresh_start(self._store.get(name))
+        if error is not None:
             # Roll back: the previous settings run again, and the error says why.
             with contextlib.suppress(ValidationException):
                 self._store.transition(name, allowed_from=frozenset({"UPDATING"}),
                                        status="UPDATING", spec=previous_spec)
-            try:
-                self._start(self._store.get(name))
-            except ProvisionError:
-                self._stop(name)
-            self._finish(name, "UPDATING", "UPDATE_FAILED", error)
-            return
-        self._finish(name, "UPDATING", "AVAILABLE")
+            self._fresh_start(self._store.get(name))
+        self._finish(name, "UPDATING", "UPDATE_FAILED" if error else "AVAILABLE", error)
 
     def _restart(self, name: str) -> None:
         record = self._store.get(name)
-        self._stop(name)
-        try:
-            self._start(record)
-        except ProvisionError as error:
-            self._stop(name)
-            failed = "CREATE_FAILED" if record.status == "CREATING" else "UNAVAILABLE"
-            self._finish(name, record.status, failed, error)
-            return
+        error = self._fresh_start(record)
         if record.status in ("CREATING", "UPDATING"):
-            self._finish(name, record.status, "AVAILABLE")
+            failed = "CREATE_FAILED" if record.status == "CREATING" else "UPDATE_FAILED"
+            self._finish(name, record.status, failed if error else "AVAILABLE", error)
+        elif error is not None:  # it stays UNAVAILABLE; LastUpdate is about updates
+            _log.warning("environment did not come back", extra={"fields": {
+                "environment": name, "error_code": error.code}})
         else:
             with contextlib.suppress(ValidationException):
                 self._store.transition(name, allowed_from=frozenset({"UNAVAILABLE"}),
                                        status="AVAILABLE")
+
+    def _fresh_start(self, record: EnvironmentRecord) -> ProvisionError | None:
+        """(Re)start the environment's processes; after a failure none is left running."""
+        self._stop(record.name)
+        try:
+            self._start(record)
+        except ProvisionError as error:
+            self._stop(record.name)
+            return error
+        return None
 
     def _delete(self, name: str) -> None:
         self._stop(name)
@@ -245,17 +237,19 @@ class LocalRuntime:
         setup_log = layout.log_file("setup")
         provision.keys(layout)
         ports = self._ports(record)
+        version = spec["AirflowVersion"]
+        interpreter = self._runtimes.interpreter(version)
         self._databases.ensure(name)
         env = airflow_environment(
             name, spec, layout, ports, self._dags_folder(spec, layout),
-            layout.fernet_key.read_text().strip(), self._interpreter, self._environ,
+            layout.fernet_key.read_text().strip(), interpreter, self._environ,
             self._databases.connections(name, layout))
 
         requirements = layout.root / "requirements.txt"
         if provision.fetch_object(self._sources, spec, "Requirements", requirements):
-            constraints = self._home / "runtimes" / self._version / "constraints.txt"
-            provision.write_constraints(self._interpreter, constraints)
-            provision.install_requirements(self._interpreter, requirements,
+            constraints = self._runtimes.folder(version) / "constraints.txt"
+            provision.write_constraints(interpreter, constraints)
+            provision.install_requirements(interpreter, requirements,
                                            layout.site_packages, constraints, env, setup_log)
         plugins = layout.root / "plugins.zip"
         if provision.fetch_object(self._sources, spec, "Plugins", plugins):
@@ -263,9 +257,10 @@ class LocalRuntime:
         script = layout.root / "startup.sh"
         if provision.fetch_object(self._sources, spec, "StartupScript", script):
             env.update(provision.run_startup_script(script, env, setup_log))
-        provision.migrate_database(self._interpreter, env, setup_log)
+        provision.migrate_database(interpreter, env, setup_log)
 
-        group = ProcessGroup([self._component(c, env, layout, ports) for c in COMPONENTS])
+        group = ProcessGroup([self._component(interpreter, c, env, layout, ports)
+                              for c in COMPONENTS])
         with self._guard:
             self._groups[name] = group
         group.start()
@@ -273,9 +268,10 @@ class LocalRuntime:
                                        "WebserverUrl": f"http://127.0.0.1:{ports.api}"})
         self._await_healthy(name, group, ports.api)
 
-    def _component(self, component: str, env: dict[str, str], layout: EnvironmentLayout,
-                   ports: Ports) -> ComponentSpec:
-        argv = [str(self._interpreter), "-m", "airflow", component]
+    @staticmethod
+    def _component(interpreter: Path, component: str, env: dict[str, str],
+                   layout: EnvironmentLayout, ports: Ports) -> ComponentSpec:
+        argv = [str(interpreter), "-m", "airflow", component]
         if component == "api-server":
             argv += ["--host", "127.0.0.1", "--port", str(ports.api)]
         return ComponentSpec(component, argv, env, layout.log_file(component),
@@ -323,16 +319,36 @@ class LocalRuntime:
                                    last_update=last_update)
 
     def _watch(self) -> None:
-        """AVAILABLE <-> UNAVAILABLE as components die and come back."""
+        """AVAILABLE <-> UNAVAILABLE as components die and come back; DAGs kept in sync
+        with S3 (bucket folders need no syncing: Airflow reads them in place)."""
+        last_sync = time.monotonic()
         with httpx.Client(timeout=3.0) as client:
             while not self._closing.wait(MONITOR_INTERVAL):
                 with self._guard:
                     groups = dict(self._groups)
+                sync_now = time.monotonic() - last_sync >= DAG_SYNC_INTERVAL
                 for name, group in groups.items():
                     lock = self._locks.get(name)
                     if lock is None or lock.locked():
                         continue  # a lifecycle step owns the status right now
                     self._check(client, name, group)
+                    if sync_now:
+                        self._sync_dags(name)
+                if sync_now:
+                    last_sync = time.monotonic()
+
+    def _sync_dags(self, name: str) -> None:
+        if not isinstance(self._sources, S3Objects):
+            return
+        record = self._store.find(name)
+        if record is None:
+            return
+        try:
+            self._sources.sync(record.spec["SourceBucketArn"], record.spec["DagS3Path"],
+                               self._layout(name).dags)
+        except Exception:
+            _log.warning("DAG sync from S3 failed; will retry",
+                         extra={"fields": {"environment": name}}, exc_info=True)
 
     def _check(self, client: httpx.Client, name: str, group: ProcessGroup) -> None:
         record = self._store.find(name)
