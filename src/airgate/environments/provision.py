@@ -7,7 +7,6 @@ Every step is safe to repeat (an update or a restart provisions again) and fails
 
 from __future__ import annotations
 
-import os
 import subprocess
 import zipfile
 from collections.abc import Mapping
@@ -148,6 +147,3 @@ def _run(code: str, what: str, command: list[str], env: Mapping[str, str], log: 
                              + "\n".join(relevant)[-_ERROR_TAIL:])
     return result.stdout.decode(errors="replace")
 
-
-def environ_without(keys_to_drop: tuple[str, ...]) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in keys_to_drop}

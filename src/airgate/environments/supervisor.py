@@ -1,9 +1,9 @@
 """Supervision of an environment's processes, modelled on uvicorn's supervisors.
 
 Each component (api-server, scheduler, ...) runs in its own process group with its output
-in a log file. A watcher restarts a component that dies, with exponential backoff, and tells
-the owner whenever the set of live components changes. Stopping is terminate -> wait -> kill,
-for the whole group, so no grandchild (a task's subprocess, a gunicorn worker) outlives it.
+in a log file. A watcher restarts a component that dies, with exponential backoff. Stopping
+is terminate -> wait -> kill, for the whole group, so no grandchild (a task's subprocess, a
+LocalExecutor worker) outlives it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,14 +55,11 @@ class _Component:
 class ProcessGroup:
     """The supervised processes of one environment."""
 
-    def __init__(self, specs: Sequence[ComponentSpec],
-                 on_change: Callable[[dict[str, bool]], None] | None = None) -> None:
+    def __init__(self, specs: Sequence[ComponentSpec]) -> None:
         self._components = {spec.name: _Component(spec) for spec in specs}
-        self._on_change = on_change
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._last_reported: dict[str, bool] | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -131,11 +128,6 @@ class ProcessGroup:
                 now = time.monotonic()
                 for component in self._components.values():
                     self._tend(component, now)
-                state = {name: c.alive for name, c in self._components.items()}
-            if state != self._last_reported:
-                self._last_reported = state
-                if self._on_change is not None:
-                    self._on_change(state)
 
     def _tend(self, component: _Component, now: float) -> None:
         process = component.process
