@@ -42,6 +42,7 @@ _log = logging.getLogger("airgate.runtime")
 
 HEALTH_TIMEOUT = 240.0  # seconds for a new environment to pass its health check
 MONITOR_INTERVAL = 2.0
+RECOVERY_GRACE = 10.0
 DAG_SYNC_INTERVAL = 10.0  # with DAG_REFRESH_SECONDS, S3 changes run within 30 s
 _STOP_TIMEOUT = 20.0
 
@@ -74,6 +75,10 @@ class LocalRuntime:
         self._environ = dict(os.environ if environ is None else environ)
         self._databases = databases or MetadataDatabases(None)
         self._groups: dict[str, ProcessGroup] = {}
+        # Monitor state, per process group: restarts already seen, and when a restarted
+        # component has been up long enough to count again.
+        self._restarts_seen: dict[ProcessGroup, int] = {}
+        self._recovering_until: dict[ProcessGroup, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._closing = threading.Event()
@@ -300,6 +305,8 @@ class LocalRuntime:
             group = self._groups.pop(name, None)
         if group is not None:
             group.stop(_STOP_TIMEOUT)
+            self._restarts_seen.pop(group, None)
+            self._recovering_until.pop(group, None)
 
     def _finish(self, name: str, expected: str, status: str,
                 error: ProvisionError | None = None) -> None:
@@ -351,11 +358,19 @@ class LocalRuntime:
                          extra={"fields": {"environment": name}}, exc_info=True)
 
     def _check(self, client: httpx.Client, name: str, group: ProcessGroup) -> None:
+        """A component that died counts as down until it has run RECOVERY_GRACE seconds
+        again and Airflow's health check passes: right after a crash the health report still
+        shows the dead process's last heartbeat, and the restart may come within a second."""
         record = self._store.find(name)
         if record is None or record.status not in ("AVAILABLE", "UNAVAILABLE"):
             return
+        restarts = sum(group.restarts().values())
+        now = time.monotonic()
+        if restarts != self._restarts_seen.get(group, 0):
+            self._restarts_seen[group] = restarts
+            self._recovering_until[group] = now + RECOVERY_GRACE
         port = (record.runtime.get("Ports") or {}).get("api")
-        healthy = all(group.alive().values())
+        healthy = all(group.alive().values()) and now >= self._recovering_until.get(group, 0)
         if healthy and port:
             try:
                 healthy = is_healthy(client.get(health_url(port)).json())
