@@ -1,5 +1,5 @@
 """The ASGI application: reads each request off the wire as it was sent, hands it to the
-gateway in a worker thread (the store is synchronous), and writes one access-log line.
+gateway, and writes one access-log line.
 """
 
 from __future__ import annotations
@@ -8,19 +8,19 @@ import logging
 import time
 import uuid
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response as HttpResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airgate.auth.sigv4 import SignedRequest
 from airgate.aws.protocol import Response, serialize_error
+from airgate.call import CallRecord
 from airgate.errors import (
     InternalServerException,
     RequestEntityTooLargeException,
     ServiceError,
 )
-from airgate.gateway import CallRecord, Gateway
+from airgate.gateway import Gateway
 from airgate.logs import ACCESS_LOGGER, log_fields
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -76,8 +76,7 @@ def create_app(gateway: Gateway) -> ASGIApp:
             body = await _read_body(request)
             signed = _signed_request(request, body)
             secure = request.url.scheme == "https"
-            response: Response = await run_in_threadpool(
-                gateway.handle, signed, source_ip, secure, record)
+            response: Response = await gateway.handle(signed, source_ip, secure, record)
         except BodyTooLarge:
             error: ServiceError = RequestEntityTooLargeException(
                 f"Request body is larger than {MAX_BODY_BYTES} bytes")

@@ -6,37 +6,36 @@ access log needs.
 from __future__ import annotations
 
 import datetime
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from botocore import xform_name
+from botocore.model import OperationModel
+from starlette.concurrency import run_in_threadpool
 
 from airgate.auth import sigv4
-from airgate.auth.authorize import Authorization, Authorizer, RequestFacts
+from airgate.auth.authorize import Authorizer, RequestFacts
 from airgate.auth.identities import Credential, Identities
 from airgate.aws.protocol import Response, parse_input, serialize_error, serialize_output
 from airgate.aws.spec import router
+from airgate.call import Call, CallRecord
 from airgate.errors import ServiceError, UnknownOperationException
 
 SIGNING_NAME = "airflow"
 
 
-@dataclass(slots=True)
-class CallRecord:
-    """What one call did, for the access log: never a body, a secret or a token."""
-
-    request_id: str
-    operation: str | None = None
-    principal: str | None = None
-    resource: str | None = None
-    airflow_role: str | None = None
-    error_code: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+Handler = Callable[[dict[str, Any], Call], Any]
 
 
-Handler = Callable[[dict[str, Any], datetime.datetime], dict[str, Any]]
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    operation: OperationModel
+    handler: Handler
+    params: dict[str, Any]
+    call: Call
 
 
 class Gateway:
@@ -47,17 +46,27 @@ class Gateway:
         self._authorizer = authorizer
         self._provider = provider
 
-    def handle(self, request: sigv4.SignedRequest, source_ip: str, secure: bool,
-               record: CallRecord, now: datetime.datetime | None = None) -> Response:
+    async def handle(self, request: sigv4.SignedRequest, source_ip: str, secure: bool,
+                     record: CallRecord, now: datetime.datetime | None = None) -> Response:
+        """The response to one request. The store is synchronous, so everything up to the
+        operation runs in a worker thread; an async operation then runs on the event loop."""
         now = now or datetime.datetime.now(datetime.UTC)
         try:
-            return self._handle(request, source_ip, secure, record, now)
+            prepared = await run_in_threadpool(self._prepare, request, source_ip, secure,
+                                               record, now)
+            if inspect.iscoroutinefunction(prepared.handler):
+                result = await prepared.handler(prepared.params, prepared.call)
+            else:
+                result = await run_in_threadpool(prepared.handler, prepared.params,
+                                                 prepared.call)
+            return serialize_output(prepared.operation, result)
         except ServiceError as error:
             record.error_code = error.code
             return serialize_error(error)
 
-    def _handle(self, request: sigv4.SignedRequest, source_ip: str, secure: bool,
-                record: CallRecord, now: datetime.datetime) -> Response:
+    def _prepare(self, request: sigv4.SignedRequest, source_ip: str, secure: bool,
+                 record: CallRecord, now: datetime.datetime) -> _Prepared:
+        """authenticate -> route -> parse -> authorize."""
         credential = self._authenticate(request, now)
         principal = credential.principal
         record.principal = principal.arn
@@ -74,12 +83,12 @@ class Gateway:
         query = parse_qsl(request.raw_query, keep_blank_values=True)
         params = parse_input(operation, match.uri_params, query, headers, request.body)
 
-        authorization: Authorization = self._authorizer.authorize(
+        authorization = self._authorizer.authorize(
             operation.name, params, principal, RequestFacts(source_ip, secure, now))
         record.resource = authorization.resource
         record.airflow_role = authorization.airflow_role
-
-        return serialize_output(operation, handler(params, now))
+        call = Call(record.request_id, now, principal, authorization, record)
+        return _Prepared(operation, handler, params, call)
 
     def _authenticate(self, request: sigv4.SignedRequest,
                       now: datetime.datetime) -> Credential:

@@ -165,7 +165,7 @@ def ensure_default_environment(airgate: Airgate, dags: Path | None) -> str:
             shutil.rmtree(folder)
         folder.symlink_to(dags.resolve(), target_is_directory=True)
     if airgate.environments.find(DEFAULT_ENVIRONMENT) is None:
-        airgate.provider.create_environment({
+        airgate.provider.create({
             "Name": DEFAULT_ENVIRONMENT,
             "ExecutionRoleArn": f"arn:aws:iam::{settings.account_id}:role/airgate-default",
             "SourceBucketArn": f"arn:aws:s3:::{DEFAULT_BUCKET}",

@@ -12,6 +12,7 @@ import datetime
 import json
 from typing import Any
 
+from airgate.call import Call
 from airgate.environments.runtime import Runtime
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.errors import ResourceNotFoundException, ValidationException
@@ -49,19 +50,25 @@ class MwaaProvider:
 
     # --- operations --------------------------------------------------------------------
 
-    def create_environment(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    def create_environment(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        return {"Arn": self.create(params, call.now)}
+
+    def create(self, params: dict[str, Any], now: datetime.datetime) -> str:
+        """Record a new environment and hand it to the runtime; its ARN. (Also how airgate
+        makes its default environment.)"""
         name = params["Name"]
         spec = {k: params[k] for k in _SPEC_MEMBERS if k in params}
         spec.setdefault("AirflowVersion", self._runtime.supported_versions[0])
         self._check_spec(spec)
-        record = self._store.create(name, spec, params.get("Tags", {}), now, source=UPDATE_SOURCE)
+        record = self._store.create(name, spec, params.get("Tags", {}), now,
+                                    source=UPDATE_SOURCE)
         self._runtime.begin_create(record)
-        return {"Arn": self.arn(name)}
+        return self.arn(name)
 
-    def get_environment(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    def get_environment(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         return {"Environment": self._view(self._store.get(params["Name"]))}
 
-    def list_environments(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    def list_environments(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         limit = params.get("MaxResults", DEFAULT_PAGE_SIZE)
         after = _decode_token(params["NextToken"]) if params.get("NextToken") else None
         names = self._store.names(after, limit + 1)
@@ -70,7 +77,7 @@ class MwaaProvider:
             result["NextToken"] = _encode_token(names[limit - 1])
         return result
 
-    def update_environment(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    def update_environment(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         name = params["Name"]
         current = self._store.get(name)
         changes = {k: v for k, v in params.items() if k in _SPEC_MEMBERS}
@@ -80,7 +87,7 @@ class MwaaProvider:
             changes["NetworkConfiguration"] = network
         spec = {**current.spec, **changes}
         self._check_spec(spec)
-        last_update: dict[str, Any] = {"Status": "PENDING", "CreatedAt": now.isoformat(),
+        last_update: dict[str, Any] = {"Status": "PENDING", "CreatedAt": call.now.isoformat(),
                                        "Source": UPDATE_SOURCE}
         if "WorkerReplacementStrategy" in params:
             last_update["WorkerReplacementStrategy"] = params["WorkerReplacementStrategy"]
@@ -89,22 +96,22 @@ class MwaaProvider:
         self._runtime.begin_update(record, current.spec)
         return {"Arn": self.arn(name)}
 
-    def delete_environment(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    def delete_environment(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         record = self._store.transition(params["Name"], allowed_from=_DELETABLE_FROM,
                                         status="DELETING")
         self._runtime.begin_delete(record)
         return {}
 
-    def tag_resource(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    def tag_resource(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         self._store.tag(self._name_from_arn(params["ResourceArn"]), params["Tags"])
         return {}
 
-    def untag_resource(self, params: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    def untag_resource(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         self._store.untag(self._name_from_arn(params["ResourceArn"]), params["tagKeys"])
         return {}
 
     def list_tags_for_resource(self, params: dict[str, Any],
-                               now: datetime.datetime) -> dict[str, Any]:
+                               call: Call) -> dict[str, Any]:
         record = self._store.get(self._name_from_arn(params["ResourceArn"]))
         return {"Tags": record.tags}
 
