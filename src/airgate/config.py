@@ -29,6 +29,11 @@ class Settings:
     # A PostgreSQL server for the environments' Airflow metadata (one database each);
     # None: SQLite in each environment's AIRFLOW_HOME.
     airflow_database_url: str | None = None
+    # InvokeRestApi: how long Airflow may take, and admission per environment.
+    rest_api_timeout: float = 10.0
+    rest_api_concurrency: int = 8
+    rest_api_rate: float = 50.0
+    rest_api_burst: int = 50
     # Airflow 3 versions offered besides the one installed with airgate (own virtualenvs).
     extra_airflow_versions: tuple[str, ...] = ()
 
@@ -90,6 +95,10 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         account_id=env.get("AIRGATE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID),
         database_url=env.get("AIRGATE_DATABASE_URL") or None,
         airflow_database_url=env.get("AIRGATE_AIRFLOW_DATABASE_URL") or None,
+        rest_api_timeout=_number(env, "AIRGATE_REST_API_TIMEOUT", 10.0),
+        rest_api_concurrency=int(_number(env, "AIRGATE_REST_API_CONCURRENCY", 8)),
+        rest_api_rate=_number(env, "AIRGATE_REST_API_RATE", 50.0),
+        rest_api_burst=int(_number(env, "AIRGATE_REST_API_BURST", 50)),
         extra_airflow_versions=tuple(
             v.strip() for v in env.get("AIRGATE_AIRFLOW_VERSIONS", "").split(",") if v.strip()),
     )
@@ -104,3 +113,16 @@ def _port(text: str) -> int:
         return int(text)
     except ValueError:
         raise ConfigError(f"AIRGATE_PORT must be a number, got {text!r}") from None
+
+
+def _number(env: dict[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {text!r}")
+    return value

@@ -32,7 +32,9 @@ from airgate.environments.sources import BucketFolders, S3Objects, uses_s3
 from airgate.environments.store import EnvironmentStore
 from airgate.environments.versions import AirflowRuntimes
 from airgate.gateway import Gateway
+from airgate.mwaa.admission import Admission
 from airgate.mwaa.provider import MwaaProvider
+from airgate.mwaa.rest_api import RestApiProxy
 from airgate.store.db import Database
 
 BOOTSTRAP_USER = "admin"
@@ -101,7 +103,12 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     db, identities = open_state(settings)
     environments = EnvironmentStore(db)
     runtime = runtime_factory(settings, environments)
-    provider = MwaaProvider(settings.region, settings.account_id, environments, runtime)
+    rest_api = (RestApiProxy(runtime, timeout=settings.rest_api_timeout)
+                if isinstance(runtime, LocalRuntime) else None)
+    admission = Admission(settings.rest_api_concurrency, settings.rest_api_rate,
+                          settings.rest_api_burst)
+    provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
+                            rest_api, admission)
 
     def resource_tags(name: str) -> dict[str, str] | None:
         found = environments.find(name)

@@ -12,11 +12,15 @@ import datetime
 import json
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from airgate.call import Call
 from airgate.environments.runtime import Runtime
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
-from airgate.errors import ResourceNotFoundException, ValidationException
+from airgate.errors import ResourceNotFoundException, ServiceError, ValidationException
+from airgate.mwaa.admission import Admission
 from airgate.mwaa.arns import environment_arn, environment_name_from_arn
+from airgate.mwaa.rest_api import Invocation, RestApiProxy, check_path, query_pairs
 
 ENVIRONMENT_CLASSES = ("mw1.micro", "mw1.small", "mw1.medium", "mw1.large", "mw1.xlarge",
                        "mw1.2xlarge")
@@ -32,6 +36,8 @@ _SPEC_MEMBERS = (
     "AirflowVersion", "LoggingConfiguration", "WeeklyMaintenanceWindowStart",
     "WebserverAccessMode", "Schedulers", "EndpointManagement", "MinWebservers", "MaxWebservers",
 )
+# UNAVAILABLE: a component other than the api-server may be down; the call is still tried.
+_INVOCABLE = frozenset({"AVAILABLE", "UNAVAILABLE"})
 _UPDATABLE_FROM = frozenset({"AVAILABLE", "UPDATE_FAILED"})
 _DELETABLE_FROM = frozenset({"CREATING", "CREATE_FAILED", "AVAILABLE", "UPDATE_FAILED",
                              "UNAVAILABLE"})
@@ -39,11 +45,14 @@ _DELETABLE_FROM = frozenset({"CREATING", "CREATE_FAILED", "AVAILABLE", "UPDATE_F
 
 class MwaaProvider:
     def __init__(self, region: str, account_id: str, store: EnvironmentStore,
-                 runtime: Runtime) -> None:
+                 runtime: Runtime, rest_api: RestApiProxy | None = None,
+                 admission: Admission | None = None) -> None:
         self._region = region
         self._account = account_id
         self._store = store
         self._runtime = runtime
+        self._rest_api = rest_api
+        self._admission = admission
 
     def arn(self, name: str) -> str:
         return environment_arn(self._region, self._account, name)
@@ -114,6 +123,34 @@ class MwaaProvider:
                                call: Call) -> dict[str, Any]:
         record = self._store.get(self._name_from_arn(params["ResourceArn"]))
         return {"Tags": record.tags}
+
+    async def invoke_rest_api(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        """Airflow's REST API, called as the caller with the Airflow role they were allowed."""
+        name = params["Name"]
+        audit = call.record.extra
+        audit.update(environment=name, method=params["Method"], path=params["Path"][:64])
+        record = await run_in_threadpool(self._store.find, name)
+        if record is None:
+            raise ResourceNotFoundException(f"Environment {name} was not found.")
+        if record.status not in _INVOCABLE or self._rest_api is None:
+            raise ValidationException(f"Environment {name} is {record.status}: InvokeRestApi "
+                                      "needs an AVAILABLE environment")
+        invocation = Invocation(
+            environment=name, method=params["Method"], path=check_path(params["Path"]),
+            query=query_pairs(params.get("QueryParameters")), body=params.get("Body"),
+            identity=call.principal.airflow_identity,
+            airflow_role=call.authorization.airflow_role or "Public")
+        try:
+            if self._admission is None:
+                result = await self._rest_api.send(invocation)
+            else:
+                with self._admission.admit(name):
+                    result = await self._rest_api.send(invocation)
+        except ServiceError as error:
+            audit["rest_api_status"] = error.fields.get("RestApiStatusCode")
+            raise
+        audit["rest_api_status"] = result["RestApiStatusCode"]
+        return result
 
     # --- helpers -----------------------------------------------------------------------
 
