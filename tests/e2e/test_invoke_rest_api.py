@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -259,3 +261,27 @@ def test_one_audit_line_without_bodies(served: tuple[RunningAirgate, dict[str, A
     assert fields["rest_api_status"] == 201
     assert fields["latency_ms"] > 0
     assert secret_value not in caplog.text and secret_value not in json.dumps(fields)
+
+
+def test_amazon_providers_mwaa_hook(served: tuple[RunningAirgate, dict[str, Any]],
+                                    tmp_path: Any) -> None:
+    """Airflow's Amazon provider, unchanged, given only the standard AWS variables."""
+    server, _ = served
+    script = ("import json\n"
+              "from airflow.providers.amazon.aws.hooks.mwaa import MwaaHook\n"
+              f"answer = MwaaHook().invoke_rest_api(env_name={ENV!r}, path='/dags', "
+              "method='GET', query_params={'limit': 5})\n"
+              "print(json.dumps(answer))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW"))}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW_CONN_AWS_DEFAULT="aws://",
+               AWS_ENDPOINT_URL_MWAA=server.endpoint_url, AWS_DISABLE_HOST_PREFIX_INJECTION="true",
+               AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID=server.admin["AccessKeyId"],
+               AWS_SECRET_ACCESS_KEY=server.admin["SecretAccessKey"],
+               AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["RestApiStatusCode"] == 200
+    assert answer["RestApiResponse"]["total_entries"] == 2

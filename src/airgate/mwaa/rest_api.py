@@ -153,7 +153,8 @@ class RestApiProxy:
             token = self._tokens.token(call.environment, call.identity, token_role)
             headers["Authorization"] = f"Bearer {token}"
         content = None
-        if call.body is not None:
+        # Clients such as Airflow's MwaaHook send Body {} with every GET; Airflow wants none.
+        if call.body is not None and not (call.body == {} and call.method in ("GET", "DELETE")):
             content = json.dumps(call.body).encode()
             headers["Content-Type"] = "application/json"
         request = self._client.build_request(call.method, f"{base}{API_PREFIX}{call.path}",
