@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 up: install
-	$(VENV)/bin/airgate up $(ARGS)
+	$(VENV)/bin/airgate up --dags examples/dags $(ARGS)
 
 test: install
 	$(VENV)/bin/pytest $(ARGS)
