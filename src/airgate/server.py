@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,6 +208,10 @@ def _announce_when_ready(airgate: Airgate, name: str, dags_folder: str) -> None:
     threading.Thread(target=wait, daemon=True).start()
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(settings: Settings, dags: Path | None = None, default_environment: bool = True) -> None:
     """Run airgate in the foreground until interrupted; environments stop with it."""
     import uvicorn
@@ -224,6 +229,9 @@ def serve(settings: Settings, dags: Path | None = None, default_environment: boo
     config = uvicorn.Config(airgate.app, host=settings.host, port=settings.port,
                             log_config=None, access_log=False, server_header=False,
                             lifespan="off")
+    # uvicorn stops on SIGTERM, then raises the signal again; its default action would end
+    # the process before the environments are stopped below, leaving Airflow running.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         with server_record(settings):
             uvicorn.Server(config).run()

@@ -189,3 +189,47 @@ def test_help_on_every_command() -> None:
         result = subprocess.run([*AIRGATE, *command], capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 0 and "usage: airgate" in result.stdout, command
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_airgate_stops_its_environments(tmp_path: Path, signum: int) -> None:
+    """`airgate up` with its default environment; stopping airgate leaves no Airflow behind."""
+    home = tmp_path / "home"
+    process = subprocess.Popen([*AIRGATE, "up", "--home", str(home), "--port", str(free_port()),
+                                "--dags", str(Path(__file__).parents[2] / "examples" / "dags")],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    try:
+        _stop_and_check(process, home, signum)
+    finally:
+        if process.poll() is None:  # the test failed early: don't leave airgate running
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+
+
+def _stop_and_check(process: subprocess.Popen[str], home: Path, signum: int) -> None:
+    import psutil
+
+    assert process.stdout is not None
+    lines: list[str] = []
+    while not any("Airflow UI: http://127.0.0.1:" in line for line in lines):
+        line = process.stdout.readline()
+        assert line, f"airgate ended before the environment was ready: {lines}"
+        lines.append(line)
+    assert any("environment default is AVAILABLE" in line for line in lines)
+
+    def airflow_processes() -> list[psutil.Process]:
+        found = []
+        for candidate in psutil.process_iter():
+            try:
+                if str(home) in candidate.environ().get("AIRFLOW_HOME", ""):
+                    found.append(candidate)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
+    assert len(airflow_processes()) >= 4
+    process.send_signal(signum)
+    process.wait(timeout=60)
+    assert airflow_processes() == []
