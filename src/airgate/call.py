@@ -9,6 +9,7 @@ from typing import Any
 
 from airgate.auth.authorize import Authorization
 from airgate.auth.identities import Principal
+from airgate.environments.store import EnvironmentRecord
 
 
 @dataclass(slots=True)
@@ -33,3 +34,4 @@ class Call:
     principal: Principal
     authorization: Authorization
     record: CallRecord
+    environment: EnvironmentRecord | None = None  # as read when the call was authorised

@@ -178,7 +178,7 @@ def _run_iam(args: argparse.Namespace) -> int:
     from airgate.server import open_state
 
     command: IamCommand = args.iam_command
-    db, identities = open_state(_settings(args))
+    db, identities, _ = open_state(_settings(args))
     try:
         result = command.run(identities, args)
     except IamError as error:

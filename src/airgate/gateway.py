@@ -22,6 +22,7 @@ from airgate.auth.identities import Credential, Identities
 from airgate.aws.protocol import Response, parse_input, serialize_error, serialize_output
 from airgate.aws.spec import router
 from airgate.call import Call, CallRecord
+from airgate.environments.store import EnvironmentStore
 from airgate.errors import ServiceError, UnknownOperationException
 
 SIGNING_NAME = "airflow"
@@ -40,10 +41,11 @@ class _Prepared:
 
 class Gateway:
     def __init__(self, region: str, identities: Identities, authorizer: Authorizer,
-                 provider: object) -> None:
+                 environments: EnvironmentStore, provider: object) -> None:
         self._region = region
         self._identities = identities
         self._authorizer = authorizer
+        self._environments = environments
         self._provider = provider
 
     async def handle(self, request: sigv4.SignedRequest, source_ip: str, secure: bool,
@@ -83,11 +85,15 @@ class Gateway:
         query = parse_qsl(request.raw_query, keep_blank_values=True)
         params = parse_input(operation, match.uri_params, query, headers, request.body)
 
+        # The environment is read once per call: for its tags here, and for the operation.
+        name = self._authorizer.environment_of(params)
+        environment = self._environments.cached(name) if name else None
         authorization = self._authorizer.authorize(
-            operation.name, params, principal, RequestFacts(source_ip, secure, now))
+            operation.name, params, principal, RequestFacts(source_ip, secure, now),
+            environment.tags if environment else None)
         record.resource = authorization.resource
         record.airflow_role = authorization.airflow_role
-        call = Call(record.request_id, now, principal, authorization, record)
+        call = Call(record.request_id, now, principal, authorization, record, environment)
         return _Prepared(operation, handler, params, call)
 
     def _authenticate(self, request: sigv4.SignedRequest,

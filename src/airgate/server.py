@@ -37,6 +37,7 @@ from airgate.mwaa.admission import Admission
 from airgate.mwaa.provider import MwaaProvider
 from airgate.mwaa.rest_api import RestApiProxy
 from airgate.store.db import Database
+from airgate.store.generations import Generations
 
 BOOTSTRAP_USER = "admin"
 BOOTSTRAP_POLICY_NAME = "AdministratorAccess"
@@ -74,13 +75,19 @@ class Airgate:
         self.db.close()
 
 
-def open_state(settings: Settings) -> tuple[Database, Identities]:
+# How stale a gateway's caches may be for changes made by other processes.
+CACHE_MAX_AGE = 0.1
+
+
+def open_state(settings: Settings,
+               cache_max_age: float = 0.0) -> tuple[Database, Identities, Generations]:
     """The store and the identities in it: what the CLI's `iam` commands need."""
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
     db = Database(settings.effective_database_url)
+    generations = Generations(db, max_age=cache_max_age)
     box = SecretBox.open(settings.master_key_file)
-    return db, Identities(db, box, settings.account_id)
+    return db, Identities(db, box, settings.account_id, generations), generations
 
 
 RuntimeFactory = Callable[[Settings, EnvironmentStore], Runtime]
@@ -101,8 +108,8 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:
-    db, identities = open_state(settings)
-    environments = EnvironmentStore(db)
+    db, identities, generations = open_state(settings, CACHE_MAX_AGE)
+    environments = EnvironmentStore(db, generations)
     runtime = runtime_factory(settings, environments)
     rest_api = (RestApiProxy(runtime, timeout=settings.rest_api_timeout)
                 if isinstance(runtime, LocalRuntime) else None)
@@ -111,12 +118,8 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
                             rest_api, admission)
 
-    def resource_tags(name: str) -> dict[str, str] | None:
-        found = environments.find(name)
-        return None if found is None else found.tags
-
-    authorizer = Authorizer(settings.region, settings.account_id, resource_tags)
-    gateway = Gateway(settings.region, identities, authorizer, provider)
+    authorizer = Authorizer(settings.region, settings.account_id)
+    gateway = Gateway(settings.region, identities, authorizer, environments, provider)
     return Airgate(settings, db, identities, environments, runtime, provider,
                    create_app(gateway))
 

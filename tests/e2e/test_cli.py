@@ -152,6 +152,12 @@ def test_iam_commands(served: tuple[Path, str, Any], tmp_path: Path) -> None:
 
     airgate(home, "iam", "delete-access-key", "--user-name", "alice", "--access-key-id",
             key["AccessKeyId"])
+    # The running server (another process, which caches credentials) sees it at once.
+    env.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
+    env.pop("AWS_SESSION_TOKEN")
+    revoked = subprocess.run([*aws, "list-environments"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert revoked.returncode != 0 and "UnrecognizedClientException" in revoked.stderr
     gone = airgate(home, "iam", "delete-access-key", "--user-name", "alice",
                    "--access-key-id", key["AccessKeyId"], check=False)
     assert gone.returncode != 0

@@ -10,7 +10,7 @@ becomes the role the caller acts as.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,19 +40,30 @@ class Authorization:
 
 
 class Authorizer:
-    def __init__(self, region: str, account_id: str,
-                 resource_tags: Callable[[str], Mapping[str, str] | None]) -> None:
-        """`resource_tags(environment_name)` gives the tags of an environment, if it exists."""
+    def __init__(self, region: str, account_id: str) -> None:
         self._region = region
         self._account = account_id
-        self._resource_tags = resource_tags
+
+    def environment_of(self, params: Mapping[str, Any]) -> str | None:
+        """The environment a call is about, named directly or by ARN."""
+        if "Name" in params:
+            return str(params["Name"])
+        if "EnvironmentName" in params:
+            return str(params["EnvironmentName"])
+        arn = params.get("ResourceArn")
+        prefix = environment_arn(self._region, self._account, "")
+        if isinstance(arn, str) and arn.startswith(prefix):
+            return arn[len(prefix):] or None
+        return None
 
     def authorize(self, operation: str, params: Mapping[str, Any], principal: Principal,
-                  facts: RequestFacts) -> Authorization:
-        """The action and resource allowed, or AccessDeniedException."""
+                  facts: RequestFacts,
+                  resource_tags: Mapping[str, str] | None = None) -> Authorization:
+        """The action and resource allowed, or AccessDeniedException. `resource_tags` are the
+        tags of the environment the call is about, if it exists."""
         action = f"airflow:{operation}"
-        environment = _environment_of(operation, params, self._region, self._account)
-        context = self._context(operation, params, principal, facts, environment)
+        environment = self.environment_of(params)
+        context = self._context(operation, params, principal, facts, resource_tags)
         if operation in ROLE_SCOPED_OPERATIONS:
             return self._choose_airflow_role(action, environment or "", principal, context)
         if operation in _UNSCOPED_OPERATIONS:
@@ -83,7 +94,8 @@ class Authorizer:
             "identity")
 
     def _context(self, operation: str, params: Mapping[str, Any], principal: Principal,
-                 facts: RequestFacts, environment: str | None) -> dict[str, ContextValue]:
+                 facts: RequestFacts,
+                 resource_tags: Mapping[str, str] | None) -> dict[str, ContextValue]:
         context: dict[str, ContextValue] = {
             "aws:userid": principal.user_id,
             "aws:PrincipalArn": principal.principal_arn,
@@ -97,9 +109,8 @@ class Authorizer:
         }
         if principal.username is not None:
             context["aws:username"] = principal.username
-        if environment is not None:
-            for key, value in (self._resource_tags(environment) or {}).items():
-                context[f"aws:ResourceTag/{key}"] = value
+        for key, value in (resource_tags or {}).items():
+            context[f"aws:ResourceTag/{key}"] = value
         request_tags: Mapping[str, str] = params.get("Tags") or {}
         for key, value in request_tags.items():
             context[f"aws:RequestTag/{key}"] = value
@@ -109,16 +120,3 @@ class Authorizer:
             context["aws:TagKeys"] = list(params.get("tagKeys") or [])
         return context
 
-
-def _environment_of(operation: str, params: Mapping[str, Any], region: str,
-                    account_id: str) -> str | None:
-    """The environment a call is about, named directly or by ARN."""
-    if "Name" in params:
-        return str(params["Name"])
-    if "EnvironmentName" in params:
-        return str(params["EnvironmentName"])
-    arn = params.get("ResourceArn")
-    prefix = environment_arn(region, account_id, "")
-    if isinstance(arn, str) and arn.startswith(prefix):
-        return arn[len(prefix):] or None
-    return None

@@ -9,6 +9,7 @@ anyone who knows the AWS CLI knows these commands.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -16,6 +17,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +29,7 @@ from airgate.auth.policy import MalformedPolicyDocument, Policy, parse_policy
 from airgate.auth.secrets import SecretBox
 from airgate.errors import ExpiredTokenException, UnrecognizedClientException
 from airgate.store.db import Database
+from airgate.store.generations import Generations, bump
 from airgate.store.schema import (
     AccessKey,
     InlinePolicy,
@@ -45,6 +48,7 @@ _PATH = re.compile(r"/([\x21-\x7e]{0,510}/)?")
 _MAX_KEYS_PER_USER = 2
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _INVALID_TOKEN = "The security token included in the request is invalid."
+_GENERATION = "identities"
 
 
 class IamError(Exception):
@@ -131,10 +135,23 @@ class Credential:
 class Identities:
     """IAM for one account, backed by the state store."""
 
-    def __init__(self, db: Database, box: SecretBox, account_id: str) -> None:
+    def __init__(self, db: Database, box: SecretBox, account_id: str,
+                 generations: Generations | None = None) -> None:
         self._db = db
         self._box = box
         self.account_id = account_id
+        self._generations = generations or Generations(db, max_age=0.0)
+        # Resolved credentials, valid while the identities generation is unchanged.
+        self._credentials: dict[str, Credential] = {}
+        self._cached_version: tuple[int, int] | None = None
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[Session]:
+        """A write transaction that also tells every cache (in any process) to drop."""
+        with self._db.transaction() as session:
+            yield session
+            bump(session, _GENERATION)
+        self._generations.changed_locally()
 
     # --- ARNs ------------------------------------------------------------------------
 
@@ -152,7 +169,7 @@ class Identities:
     def create_user(self, name: str, path: str = "/") -> dict[str, Any]:
         _check(_NAME, name, "userName")
         _check(_PATH, path, "path")
-        with self._db.transaction() as session:
+        with self._changing() as session:
             if self._find_user(session, name) is not None:
                 raise IamError("EntityAlreadyExists", f"User with name {name} already exists.")
             user = User(user_id=_random_id("AIDA"), name=name, path=path, created_at=_now())
@@ -168,7 +185,7 @@ class Identities:
             return [self._user_view(u) for u in session.scalars(select(User).order_by(User.name))]
 
     def delete_user(self, name: str) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             user = self._user(session, name)
             if self._keys_of(session, user) or self._inline_names(session, "user", user.user_id) \
                     or self._attached(session, "user", user.user_id):
@@ -194,7 +211,7 @@ class Identities:
 
     def create_access_key(self, user_name: str) -> dict[str, Any]:
         """A new long-term key; the only time its secret is ever shown."""
-        with self._db.transaction() as session:
+        with self._changing() as session:
             user = self._user(session, user_name)
             if len(self._keys_of(session, user)) >= _MAX_KEYS_PER_USER:
                 raise IamError("LimitExceeded", "Cannot exceed quota for AccessKeysPerUser: "
@@ -215,11 +232,11 @@ class Identities:
     def update_access_key(self, user_name: str, access_key_id: str, status: str) -> None:
         if status not in ("Active", "Inactive"):
             raise IamError("ValidationError", "Status must be Active or Inactive")
-        with self._db.transaction() as session:
+        with self._changing() as session:
             self._key(session, user_name, access_key_id).status = status
 
     def delete_access_key(self, user_name: str, access_key_id: str) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             session.delete(self._key(session, user_name, access_key_id))
 
     def _key(self, session: Session, user_name: str, access_key_id: str) -> AccessKey:
@@ -256,7 +273,7 @@ class Identities:
             raise IamError("ValidationError", "MaxSessionDuration must be between 3600 and "
                            "43200 seconds")
         _check_trust_policy(assume_role_policy_document)
-        with self._db.transaction() as session:
+        with self._changing() as session:
             if self._find_role(session, name) is not None:
                 raise IamError("EntityAlreadyExists", f"Role with name {name} already exists.")
             role = Role(role_id=_random_id("AROA"), name=name, path=path, created_at=_now(),
@@ -274,7 +291,7 @@ class Identities:
             return [self._role_view(r) for r in session.scalars(select(Role).order_by(Role.name))]
 
     def delete_role(self, name: str) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             role = self._role(session, name)
             if self._inline_names(session, "role", role.role_id) \
                     or self._attached(session, "role", role.role_id):
@@ -291,7 +308,7 @@ class Identities:
         but not evaluated against a caller.
         """
         _check(_SESSION_NAME, session_name, "roleSessionName")
-        with self._db.transaction() as session:
+        with self._changing() as session:
             role = self._role(session, role_name)
             if not 900 <= duration_seconds <= role.max_session_duration:
                 raise IamError("ValidationError", "The requested DurationSeconds exceeds the "
@@ -337,7 +354,7 @@ class Identities:
                           document: str) -> None:
         _check(_POLICY_NAME, policy_name, "policyName")
         _parse_document(document)
-        with self._db.transaction() as session:
+        with self._changing() as session:
             principal_id = self._principal_id(session, kind, principal_name)
             existing = session.get(InlinePolicy, (kind, principal_id, policy_name))
             if existing is None:
@@ -359,7 +376,7 @@ class Identities:
 
     def delete_inline_policy(self, kind: PrincipalKind, principal_name: str,
                              policy_name: str) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             session.delete(self._inline(session, kind, principal_name, policy_name))
 
     def _inline(self, session: Session, kind: PrincipalKind, principal_name: str,
@@ -388,7 +405,7 @@ class Identities:
         _check(_PATH, path, "path")
         _parse_document(document)
         try:
-            with self._db.transaction() as session:
+            with self._changing() as session:
                 policy = ManagedPolicy(policy_id=_random_id("ANPA"), name=name, path=path,
                                        document=document, created_at=_now())
                 session.add(policy)
@@ -408,7 +425,7 @@ class Identities:
             return json.loads(self._policy(session, arn).document)  # type: ignore[no-any-return]
 
     def delete_policy(self, arn: str) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             policy = self._policy(session, arn)
             attached = session.scalar(select(PolicyAttachment).where(
                 PolicyAttachment.policy_id == policy.policy_id))
@@ -417,7 +434,7 @@ class Identities:
             session.delete(policy)
 
     def attach_policy(self, kind: PrincipalKind, principal_name: str, arn: str) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             principal_id = self._principal_id(session, kind, principal_name)
             policy = self._policy(session, arn)
             key = (kind, principal_id, policy.policy_id)
@@ -426,7 +443,7 @@ class Identities:
                                              policy_id=policy.policy_id))
 
     def detach_policy(self, kind: PrincipalKind, principal_name: str, arn: str) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             principal_id = self._principal_id(session, kind, principal_name)
             policy = self._policy(session, arn)
             attachment = session.get(PolicyAttachment, (kind, principal_id, policy.policy_id))
@@ -469,7 +486,19 @@ class Identities:
     # --- request-time resolution -----------------------------------------------------
 
     def credential(self, access_key_id: str) -> Credential | None:
-        """The key's secret and principal, or None if no active key has this id."""
+        """The key's secret and principal, or None if no active key has this id.
+
+        Served from memory while no identity, key or policy has changed (see
+        `airgate.store.generations`), instead of reading a key, its user or role and their
+        policies on every request.
+        """
+        version = self._generations.version(_GENERATION)
+        if version != self._cached_version:
+            self._credentials, self._cached_version = {}, version
+        cache = self._credentials  # a read that races a change lands in the dict being dropped
+        cached = cache.get(access_key_id)
+        if cached is not None:
+            return cached
         with self._db.reading() as session:
             key = session.get(AccessKey, access_key_id)
             if key is None or key.status != "Active":
@@ -479,8 +508,10 @@ class Identities:
             else:
                 assert key.user is not None
                 principal = self._user_principal(session, key.user)
-            return Credential(access_key_id, self._box.decrypt(key.secret_ciphertext),
-                              principal, key.session_token_sha256, key.expires_at)
+            credential = Credential(access_key_id, self._box.decrypt(key.secret_ciphertext),
+                                    principal, key.session_token_sha256, key.expires_at)
+            cache[access_key_id] = credential
+            return credential
 
     def _user_principal(self, session: Session, user: User) -> Principal:
         arn = self.user_arn(user)

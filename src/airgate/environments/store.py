@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from airgate.errors import ResourceNotFoundException, ValidationException
 from airgate.store.db import Database
+from airgate.store.generations import Generations, bump
 from airgate.store.schema import Environment, EnvironmentTag
 
 
@@ -42,9 +44,34 @@ def _not_found(name: str) -> ResourceNotFoundException:
     return ResourceNotFoundException(f"Environment {name} was not found.")
 
 
+_GENERATION = "environments"
+
+
 class EnvironmentStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, generations: Generations | None = None) -> None:
         self._db = db
+        self._generations = generations or Generations(db, max_age=0.0)
+        self._cache: dict[str, EnvironmentRecord | None] = {}
+        self._cached_version: tuple[int, int] | None = None
+
+    @contextmanager
+    def _changing(self) -> Iterator[Session]:
+        """A write transaction that also tells every cache (in any process) to drop."""
+        with self._db.transaction() as session:
+            yield session
+            bump(session, _GENERATION)
+        self._generations.changed_locally()
+
+    def cached(self, name: str) -> EnvironmentRecord | None:
+        """`find` from memory while no environment has changed: for the request path,
+        which reads an environment on every call. Snapshots are never modified."""
+        version = self._generations.version(_GENERATION)
+        if version != self._cached_version:
+            self._cache, self._cached_version = {}, version
+        cache = self._cache  # a read that races a change lands in the dict being dropped
+        if name not in cache:
+            cache[name] = self.find(name)
+        return cache[name]
 
     def create(self, name: str, spec: Mapping[str, Any], tags: Mapping[str, str],
                now: datetime.datetime, source: str) -> EnvironmentRecord:
@@ -55,7 +82,7 @@ class EnvironmentStore:
             tags=[EnvironmentTag(key=k, value=v) for k, v in tags.items()],
         )
         try:
-            with self._db.transaction() as session:
+            with self._changing() as session:
                 if session.get(Environment, name) is not None:
                     raise _already_exists(name)
                 session.add(row)
@@ -91,7 +118,7 @@ class EnvironmentStore:
                    last_update: Mapping[str, Any] | None = None,
                    runtime: Mapping[str, Any] | None = None) -> EnvironmentRecord:
         """Move to `status` (and set the given fields) if the current status allows it."""
-        with self._db.transaction() as session:
+        with self._changing() as session:
             row = self._row(session, name)
             if allowed_from is not None and row.status not in allowed_from:
                 raise ValidationException(
@@ -109,17 +136,17 @@ class EnvironmentStore:
 
     def set_runtime(self, name: str, runtime: Mapping[str, Any]) -> None:
         """Record facts about the running environment (ports, URL), leaving its status."""
-        with self._db.transaction() as session:
+        with self._changing() as session:
             self._row(session, name).runtime = dict(runtime)
 
     def remove(self, name: str) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             row = session.get(Environment, name)
             if row is not None:
                 session.delete(row)
 
     def tag(self, name: str, tags: Mapping[str, str]) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             row = self._row(session, name)
             existing = {t.key: t for t in row.tags}
             for key, value in tags.items():
@@ -129,7 +156,7 @@ class EnvironmentStore:
                     row.tags.append(EnvironmentTag(key=key, value=value))
 
     def untag(self, name: str, keys: list[str]) -> None:
-        with self._db.transaction() as session:
+        with self._changing() as session:
             row = self._row(session, name)
             row.tags = [t for t in row.tags if t.key not in set(keys)]
 

@@ -12,8 +12,6 @@ import datetime
 import json
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from airgate.call import Call
 from airgate.environments.runtime import Runtime
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
@@ -129,7 +127,7 @@ class MwaaProvider:
         name = params["Name"]
         audit = call.record.extra
         audit.update(environment=name, method=params["Method"], path=params["Path"][:64])
-        record = await run_in_threadpool(self._store.find, name)
+        record = call.environment
         if record is None:
             raise ResourceNotFoundException(f"Environment {name} was not found.")
         if record.status not in _INVOCABLE or self._rest_api is None:

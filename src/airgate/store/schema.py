@@ -103,6 +103,16 @@ class PolicyAttachment(Base):
     )
 
 
+class Generation(Base):
+    """A counter per kind of state, bumped by every change to it, so that processes caching
+    that state (gateways) notice changes made by others (the CLI, other gateways)."""
+
+    __tablename__ = "generations"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(default=0)
+
+
 class Environment(Base):
     """An MWAA environment: the fields the caller set, and what airgate made of them."""
 
