@@ -24,6 +24,7 @@ from airgate.server import (
     build,
     ensure_bootstrap_admin,
     record_only_runtime,
+    uvicorn_config,
 )
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -92,8 +93,7 @@ def running_airgate(home: Path, database_url: str | None = None,
     airgate = build(settings, runtime_factory or record_only_runtime)
     admin = ensure_bootstrap_admin(settings, airgate.identities)
     airgate.start()
-    server = uvicorn.Server(uvicorn.Config(airgate.app, host=settings.host, port=settings.port,
-                                           log_config=None, access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn_config(airgate.app, settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

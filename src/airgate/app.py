@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response as HttpResponse
@@ -58,15 +59,29 @@ def _signed_request(request: Request, body: bytes) -> SignedRequest:
     )
 
 
-def create_app(gateway: Gateway) -> ASGIApp:
+def create_app(gateway: Gateway,
+               on_shutdown: Callable[[], Awaitable[None]] | None = None) -> ASGIApp:
     """An ASGI app that sends every HTTP request, whatever its method and path, to
-    `gateway`: routing is the service model's job, not the web framework's."""
+    `gateway`: routing is the service model's job, not the web framework's. `on_shutdown`
+    runs on the serving event loop as the server stops (to close what lives on that loop)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        response = await endpoint(Request(scope, receive))
-        await response(scope, receive, send)
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+        elif scope["type"] == "http":
+            response = await endpoint(Request(scope, receive))
+            await response(scope, receive, send)
+
+    async def lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if on_shutdown is not None:
+                    await on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def endpoint(request: Request) -> HttpResponse:
         started = time.perf_counter()

@@ -24,6 +24,7 @@ from airgate.aws.spec import router
 from airgate.call import Call, CallRecord
 from airgate.environments.store import EnvironmentStore
 from airgate.errors import ServiceError, UnknownOperationException
+from airgate.store.generations import NotCached
 
 SIGNING_NAME = "airflow"
 
@@ -50,12 +51,21 @@ class Gateway:
 
     async def handle(self, request: sigv4.SignedRequest, source_ip: str, secure: bool,
                      record: CallRecord, now: datetime.datetime | None = None) -> Response:
-        """The response to one request. The store is synchronous, so everything up to the
-        operation runs in a worker thread; an async operation then runs on the event loop."""
+        """The response to one request.
+
+        Everything up to the operation is prepared on the event loop when the caller's
+        credential and the environment are in memory (nearly always), and in a worker
+        thread when the synchronous store must be read; an async operation then runs on the
+        event loop, a synchronous one in a worker thread.
+        """
         now = now or datetime.datetime.now(datetime.UTC)
         try:
-            prepared = await run_in_threadpool(self._prepare, request, source_ip, secure,
-                                               record, now)
+            try:
+                prepared = self._prepare(request, source_ip, secure, record, now,
+                                         memory_only=True)
+            except NotCached:
+                prepared = await run_in_threadpool(self._prepare, request, source_ip, secure,
+                                                   record, now)
             if inspect.iscoroutinefunction(prepared.handler):
                 result = await prepared.handler(prepared.params, prepared.call)
             else:
@@ -67,9 +77,11 @@ class Gateway:
             return serialize_error(error)
 
     def _prepare(self, request: sigv4.SignedRequest, source_ip: str, secure: bool,
-                 record: CallRecord, now: datetime.datetime) -> _Prepared:
-        """authenticate -> route -> parse -> authorize."""
-        credential = self._authenticate(request, now)
+                 record: CallRecord, now: datetime.datetime,
+                 memory_only: bool = False) -> _Prepared:
+        """authenticate -> route -> parse -> authorize; NotCached if `memory_only` and the
+        store would have to be read."""
+        credential = self._authenticate(request, now, memory_only)
         principal = credential.principal
         record.principal = principal.arn
 
@@ -87,7 +99,7 @@ class Gateway:
 
         # The environment is read once per call: for its tags here, and for the operation.
         name = self._authorizer.environment_of(params)
-        environment = self._environments.cached(name) if name else None
+        environment = self._environments.cached(name, memory_only) if name else None
         authorization = self._authorizer.authorize(
             operation.name, params, principal, RequestFacts(source_ip, secure, now),
             environment.tags if environment else None)
@@ -96,13 +108,13 @@ class Gateway:
         call = Call(record.request_id, now, principal, authorization, record, environment)
         return _Prepared(operation, handler, params, call)
 
-    def _authenticate(self, request: sigv4.SignedRequest,
-                      now: datetime.datetime) -> Credential:
+    def _authenticate(self, request: sigv4.SignedRequest, now: datetime.datetime,
+                      memory_only: bool) -> Credential:
         """Verify the signature, then the session; the credential is looked up once."""
         found: list[Credential] = []
 
         def secret_for(access_key_id: str) -> str | None:
-            credential = self._identities.credential(access_key_id)
+            credential = self._identities.credential(access_key_id, memory_only)
             if credential is None:
                 return None
             found.append(credential)

@@ -24,6 +24,7 @@ from airgate.app import create_app
 from airgate.auth.authorize import Authorizer
 from airgate.auth.identities import IamError, Identities
 from airgate.auth.secrets import SecretBox, write_private
+from airgate.aws.spec import router
 from airgate.config import Settings
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.local import LocalRuntime
@@ -35,7 +36,7 @@ from airgate.environments.versions import AirflowRuntimes
 from airgate.gateway import Gateway
 from airgate.mwaa.admission import Admission
 from airgate.mwaa.provider import MwaaProvider
-from airgate.mwaa.rest_api import RestApiProxy
+from airgate.mwaa.rest_api import Endpoints, RestApiProxy
 from airgate.store.db import Database
 from airgate.store.generations import Generations
 
@@ -63,15 +64,19 @@ class Airgate:
     runtime: Runtime
     provider: MwaaProvider
     app: ASGIApp
+    generations: Generations
 
     def start(self) -> None:
-        """Bring back the environments that were running when airgate last stopped."""
+        """Keep the request path's caches fresh, and bring back the environments that were
+        running when airgate last stopped."""
+        self.generations.keep_fresh()
         if isinstance(self.runtime, LocalRuntime):
             self.runtime.recover()
 
     def close(self) -> None:
         if isinstance(self.runtime, LocalRuntime):
             self.runtime.close()
+        self.generations.stop()
         self.db.close()
 
 
@@ -112,7 +117,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     environments = EnvironmentStore(db, generations)
     runtime = runtime_factory(settings, environments)
     rest_api = (RestApiProxy(runtime, timeout=settings.rest_api_timeout)
-                if isinstance(runtime, LocalRuntime) else None)
+                if isinstance(runtime, Endpoints) else None)
     admission = Admission(settings.rest_api_concurrency, settings.rest_api_rate,
                           settings.rest_api_burst)
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
@@ -120,8 +125,9 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
 
     authorizer = Authorizer(settings.region, settings.account_id)
     gateway = Gateway(settings.region, identities, authorizer, environments, provider)
-    return Airgate(settings, db, identities, environments, runtime, provider,
-                   create_app(gateway))
+    router()  # load the service model now, not on the first request
+    app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None)
+    return Airgate(settings, db, identities, environments, runtime, provider, app, generations)
 
 
 def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[str, str]:
@@ -211,6 +217,15 @@ def _announce_when_ready(airgate: Airgate, name: str, dags_folder: str) -> None:
     threading.Thread(target=wait, daemon=True).start()
 
 
+def uvicorn_config(app: ASGIApp, settings: Settings) -> Any:
+    """How airgate serves HTTP: uvloop and httptools when present (uvicorn picks them), no
+    access log of uvicorn's own (airgate writes one line per call itself)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                          access_log=False, server_header=False, lifespan="on")
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -229,9 +244,7 @@ def serve(settings: Settings, dags: Path | None = None, default_environment: boo
     if default_environment:
         folder = ensure_default_environment(airgate, dags)
         _announce_when_ready(airgate, DEFAULT_ENVIRONMENT, folder)
-    config = uvicorn.Config(airgate.app, host=settings.host, port=settings.port,
-                            log_config=None, access_log=False, server_header=False,
-                            lifespan="off")
+    config = uvicorn_config(airgate.app, settings)
     # uvicorn stops on SIGTERM, then raises the signal again; its default action would end
     # the process before the environments are stopped below, leaving Airflow running.
     signal.signal(signal.SIGTERM, _exit_on_signal)

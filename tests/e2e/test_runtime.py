@@ -51,6 +51,15 @@ def status_of(mwaa: Any, name: str) -> str:
     return str(mwaa.get_environment(Name=name)["Environment"]["Status"])
 
 
+def api_url(server: RunningAirgate, name: str) -> str:
+    """Where an environment's Airflow REST API answers."""
+    runtime = server.airgate.runtime
+    assert isinstance(runtime, LocalRuntime)
+    url = runtime.api_url(server.airgate.environments.get(name))
+    assert url is not None
+    return url
+
+
 def wait_for_status(mwaa: Any, name: str, wanted: str, timeout: float = 240) -> dict[str, Any]:
     def reached() -> dict[str, Any] | None:
         environment: dict[str, Any] = mwaa.get_environment(Name=name)["Environment"]
@@ -88,7 +97,7 @@ class Harness:
         """Airflow's REST API for the environment, with a token airgate minted."""
         token = self.runtime.signing_key(ENV).mint(subject=subject, role=role, environment=ENV,
                                                    ttl=600)
-        url = self.runtime.api_url(ENV)
+        url = api_url(self.server, ENV)
         assert url is not None
         return httpx.Client(base_url=f"{url}/api/v2", timeout=30,
                             headers={"Authorization": f"Bearer {token}"})
@@ -144,7 +153,7 @@ def test_tokens_are_per_environment_and_role(harness: Harness) -> None:
         assert viewer.post("/variables", json={"key": "x", "value": "y"}).status_code == 403
     other = harness.runtime.signing_key(ENV).mint(subject="user/e2e", role="ADMIN",
                                                   environment="another-env", ttl=60)
-    url = harness.runtime.api_url(ENV)
+    url = api_url(harness.server, ENV)
     assert httpx.get(f"{url}/api/v2/dags",
                      headers={"Authorization": f"Bearer {other}"}).status_code == 403
     # The environment's configuration names no airgate private key.
@@ -265,7 +274,7 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
         assert isinstance(runtime, LocalRuntime)
         token = runtime.signing_key(name).mint(subject="user/pg", role="ADMIN",
                                                environment=name, ttl=60)
-        with httpx.Client(base_url=f"{runtime.api_url(name)}/api/v2",
+        with httpx.Client(base_url=f"{api_url(server, name)}/api/v2",
                           headers={"Authorization": f"Bearer {token}"}) as airflow:
             assert airflow.post("/variables", json={"key": "k", "value": "v"}).status_code == 201
         with psycopg.connect(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/"
@@ -317,7 +326,7 @@ def test_dags_plugins_and_startup_script_from_s3(tmp_path: Path) -> None:
 
             token = runtime.signing_key("from-s3").mint(subject="user/s3", role="VIEWER",
                                                         environment="from-s3", ttl=120)
-            with httpx.Client(base_url=f"{runtime.api_url('from-s3')}/api/v2",
+            with httpx.Client(base_url=f"{api_url(server, 'from-s3')}/api/v2",
                               headers={"Authorization": f"Bearer {token}"}) as airflow:
                 wait_for(lambda: airflow.get("/dags/hello_airgate").status_code == 200, 60,
                          "the DAG from S3")
@@ -351,7 +360,7 @@ def test_another_airflow_version_gets_its_own_virtualenv(tmp_path: Path) -> None
         assert isinstance(runtime, LocalRuntime)
         token = runtime.signing_key("older").mint(subject="user/v", role="VIEWER",
                                                   environment="older", ttl=60)
-        answer = httpx.get(f"{runtime.api_url('older')}/api/v2/version",
+        answer = httpx.get(f"{api_url(server, 'older')}/api/v2/version",
                            headers={"Authorization": f"Bearer {token}"})
         assert answer.json()["version"] == "3.2.2"
         assert (home / "runtimes" / "3.2.2" / "venv" / "bin" / "python").exists()

@@ -29,7 +29,7 @@ from airgate.auth.policy import MalformedPolicyDocument, Policy, parse_policy
 from airgate.auth.secrets import SecretBox
 from airgate.errors import ExpiredTokenException, UnrecognizedClientException
 from airgate.store.db import Database
-from airgate.store.generations import Generations, bump
+from airgate.store.generations import Generations, NotCached, bump
 from airgate.store.schema import (
     AccessKey,
     InlinePolicy,
@@ -485,20 +485,22 @@ class Identities:
 
     # --- request-time resolution -----------------------------------------------------
 
-    def credential(self, access_key_id: str) -> Credential | None:
+    def credential(self, access_key_id: str, memory_only: bool = False) -> Credential | None:
         """The key's secret and principal, or None if no active key has this id.
 
         Served from memory while no identity, key or policy has changed (see
         `airgate.store.generations`), instead of reading a key, its user or role and their
-        policies on every request.
+        policies on every request. With `memory_only`, NotCached instead of reading the store.
         """
-        version = self._generations.version(_GENERATION)
+        version = self._generations.version(_GENERATION, memory_only)
         if version != self._cached_version:
             self._credentials, self._cached_version = {}, version
         cache = self._credentials  # a read that races a change lands in the dict being dropped
         cached = cache.get(access_key_id)
         if cached is not None:
             return cached
+        if memory_only:
+            raise NotCached
         with self._db.reading() as session:
             key = session.get(AccessKey, access_key_id)
             if key is None or key.status != "Active":

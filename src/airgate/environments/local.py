@@ -115,9 +115,8 @@ class LocalRuntime:
         layout = self._layout(name)
         return SigningKey.load_or_create(layout.airgate_key, provision.AIRGATE_KEY_ID)
 
-    def api_url(self, name: str) -> str | None:
-        record = self._store.find(name)
-        port = (record.runtime.get("Ports") or {}).get("api") if record else None
+    def api_url(self, environment: EnvironmentRecord) -> str | None:
+        port = (environment.runtime.get("Ports") or {}).get("api")
         return f"http://127.0.0.1:{port}" if port else None
 
     def pids(self, name: str) -> dict[str, int]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from airgate.errors import ResourceNotFoundException, ValidationException
 from airgate.store.db import Database
-from airgate.store.generations import Generations, bump
+from airgate.store.generations import Generations, NotCached, bump
 from airgate.store.schema import Environment, EnvironmentTag
 
 
@@ -62,14 +62,17 @@ class EnvironmentStore:
             bump(session, _GENERATION)
         self._generations.changed_locally()
 
-    def cached(self, name: str) -> EnvironmentRecord | None:
+    def cached(self, name: str, memory_only: bool = False) -> EnvironmentRecord | None:
         """`find` from memory while no environment has changed: for the request path,
-        which reads an environment on every call. Snapshots are never modified."""
-        version = self._generations.version(_GENERATION)
+        which reads an environment on every call. Snapshots are never modified. With
+        `memory_only`, NotCached instead of reading the store."""
+        version = self._generations.version(_GENERATION, memory_only)
         if version != self._cached_version:
             self._cache, self._cached_version = {}, version
         cache = self._cache  # a read that races a change lands in the dict being dropped
         if name not in cache:
+            if memory_only:
+                raise NotCached
             cache[name] = self.find(name)
         return cache[name]
 

@@ -134,7 +134,8 @@ class MwaaProvider:
             raise ValidationException(f"Environment {name} is {record.status}: InvokeRestApi "
                                       "needs an AVAILABLE environment")
         invocation = Invocation(
-            environment=name, method=params["Method"], path=check_path(params["Path"]),
+            environment=name, api_url=self._rest_api.api_url(record),
+            method=params["Method"], path=check_path(params["Path"]),
             query=query_pairs(params.get("QueryParameters")), body=params.get("Body"),
             identity=call.principal.airflow_identity,
             airflow_role=call.authorization.airflow_role or "Public")
