@@ -1,5 +1,8 @@
 """The ASGI application: reads each request off the wire as it was sent, hands it to the
-gateway, and writes one access-log line.
+gateway, answers, and then writes one access-log line.
+
+Plain ASGI rather than a framework's request and response objects: routing is the service
+model's job, and this is the hot path of every call.
 """
 
 from __future__ import annotations
@@ -9,8 +12,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from starlette.requests import Request
-from starlette.responses import Response as HttpResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airgate.auth.sigv4 import SignedRequest
@@ -32,26 +33,31 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BodyTooLarge
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise BodyTooLarge
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks)
 
 
-def _signed_request(request: Request, body: bytes) -> SignedRequest:
-    scope = request.scope
+def _signed_request(scope: Scope, body: bytes) -> SignedRequest:
     raw_path = scope.get("raw_path") or scope["path"].encode()
     # Decoded so that sigv4 can recover every byte: see its module docstring.
     return SignedRequest(
-        method=request.method,
+        method=scope["method"],
         raw_path=raw_path.decode("utf-8", "surrogateescape"),
         raw_query=scope.get("query_string", b"").decode("utf-8", "surrogateescape"),
         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
@@ -62,15 +68,14 @@ def _signed_request(request: Request, body: bytes) -> SignedRequest:
 def create_app(gateway: Gateway,
                on_shutdown: Callable[[], Awaitable[None]] | None = None) -> ASGIApp:
     """An ASGI app that sends every HTTP request, whatever its method and path, to
-    `gateway`: routing is the service model's job, not the web framework's. `on_shutdown`
-    runs on the serving event loop as the server stops (to close what lives on that loop)."""
+    `gateway`. `on_shutdown` runs on the serving event loop as the server stops (to close
+    what lives on that loop)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
         elif scope["type"] == "http":
-            response = await endpoint(Request(scope, receive))
-            await response(scope, receive, send)
+            await http(scope, receive, send)
 
     async def lifespan(receive: Receive, send: Send) -> None:
         while True:
@@ -83,28 +88,20 @@ def create_app(gateway: Gateway,
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def endpoint(request: Request) -> HttpResponse:
+    async def http(scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         record = CallRecord(request_id=str(uuid.uuid4()))
-        source_ip = request.client.host if request.client else "127.0.0.1"
-        try:
-            body = await _read_body(request)
-            signed = _signed_request(request, body)
-            secure = request.url.scheme == "https"
-            response: Response = await gateway.handle(signed, source_ip, secure, record)
-        except BodyTooLarge:
-            error: ServiceError = RequestEntityTooLargeException(
-                f"Request body is larger than {MAX_BODY_BYTES} bytes")
-            record.error_code = error.code
-            response = serialize_error(error)
-        except Exception:
-            logging.getLogger("airgate").exception(
-                "internal error", extra={"fields": {"request_id": record.request_id}})
-            error = InternalServerException(
-                f"An internal error occurred (request id {record.request_id}).")
-            record.error_code = error.code
-            response = serialize_error(error)
-        response.headers["x-amzn-requestid"] = record.request_id
+        client = scope.get("client")
+        source_ip = client[0] if client else "127.0.0.1"
+        response = await respond(scope, receive, source_ip, record)
+        headers = [(b"x-amzn-requestid", record.request_id.encode())]
+        headers += [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in response.headers.items()]
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+        # Logged after answering: the caller does not wait for the log line.
         log_fields(
             _access_log, "request",
             request_id=record.request_id, principal=record.principal,
@@ -114,6 +111,23 @@ def create_app(gateway: Gateway,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             **record.extra,
         )
-        return HttpResponse(response.body, response.status, headers=response.headers)
+
+    async def respond(scope: Scope, receive: Receive, source_ip: str,
+                      record: CallRecord) -> Response:
+        try:
+            body = await _read_body(scope, receive)
+            signed = _signed_request(scope, body)
+            secure = scope.get("scheme") == "https"
+            return await gateway.handle(signed, source_ip, secure, record)
+        except BodyTooLarge:
+            error: ServiceError = RequestEntityTooLargeException(
+                f"Request body is larger than {MAX_BODY_BYTES} bytes")
+        except Exception:
+            logging.getLogger("airgate").exception(
+                "internal error", extra={"fields": {"request_id": record.request_id}})
+            error = InternalServerException(
+                f"An internal error occurred (request id {record.request_id}).")
+        record.error_code = error.code
+        return serialize_error(error)
 
     return app
