@@ -23,5 +23,5 @@ test: install
 	$(VENV)/bin/pytest $(ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy src

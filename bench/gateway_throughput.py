@@ -30,13 +30,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support import free_port
+from tests.support import UpstreamRuntime, create_environment_args, free_port
 
 from airgate import config
-from airgate.airflow.tokens import SigningKey
-from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.server import build, ensure_bootstrap_admin, uvicorn_config
-from bench.support import percentile, pin_to_core, signed_invoke_bytes
+from bench.support import (
+    percentile,
+    pin_to_core,
+    sequential_latency,
+    signed_invoke_bytes,
+    throughput,
+)
 
 ENV = "bench"
 UPSTREAM_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -71,41 +75,6 @@ def serve_upstream(port: int) -> None:
 
 # --- airgate in front of it ------------------------------------------------------------------
 
-class UpstreamRuntime:
-    """Environments that are AVAILABLE at once, their REST API being the trivial upstream."""
-
-    def __init__(self, store: EnvironmentStore, home: Path, upstream_port: int) -> None:
-        self._store = store
-        self._key = SigningKey.load_or_create(home / "bench-signing.pem", "airgate")
-        self._upstream_port = upstream_port
-
-    @property
-    def supported_versions(self) -> tuple[str, ...]:
-        return ("3.3.2",)
-
-    def check_spec(self, spec: dict[str, Any]) -> None:
-        return None
-
-    def begin_create(self, environment: EnvironmentRecord) -> None:
-        self._store.transition(environment.name, allowed_from=None, status="AVAILABLE",
-                               runtime={"Ports": {"api": self._upstream_port}})
-
-    def begin_update(self, environment: EnvironmentRecord, previous_spec: dict[str, Any]) -> None:
-        return None
-
-    def begin_delete(self, environment: EnvironmentRecord) -> None:
-        self._store.remove(environment.name)
-
-    def webserver_url(self, environment: EnvironmentRecord) -> str | None:
-        return None
-
-    def api_url(self, environment: EnvironmentRecord) -> str | None:
-        return f"http://127.0.0.1:{environment.runtime['Ports']['api']}"
-
-    def signing_key(self, name: str) -> SigningKey:
-        return self._key
-
-
 def serve_airgate(home: Path, port: int, upstream_port: int) -> None:
     import uvicorn
 
@@ -115,82 +84,14 @@ def serve_airgate(home: Path, port: int, upstream_port: int) -> None:
     settings = config.Settings(home=home, port=port, rest_api_concurrency=100_000,
                                rest_api_rate=1e9, rest_api_burst=1_000_000_000)
     logs.configure(settings.log_dir)  # the access log is part of the cost
-    airgate = build(settings, lambda s, store: UpstreamRuntime(store, home, upstream_port))
+    airgate = build(settings, UpstreamRuntime.factory(upstream_port))
     ensure_bootstrap_admin(settings, airgate.identities)
-    airgate.provider.create({
-        "Name": ENV, "ExecutionRoleArn": "arn:aws:iam::000000000000:role/bench",
-        "SourceBucketArn": "arn:aws:s3:::bench", "DagS3Path": "dags",
-        "NetworkConfiguration": {}}, datetime.datetime.now(datetime.UTC))
+    airgate.provider.create(create_environment_args(ENV), datetime.datetime.now(datetime.UTC))
     airgate.start()
     uvicorn.Server(uvicorn_config(airgate.app, settings)).run()
 
 
 # --- the load generator ----------------------------------------------------------------------
-
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    request: bytes) -> int:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    await reader.readexactly(length)
-    return status
-
-
-async def sequential_latency(requests: dict[str, tuple[int, bytes]],
-                             calls: int) -> dict[str, list[float]]:
-    """Each request made `calls` times on its own connection, one at a time, interleaved."""
-    connections = {name: await asyncio.open_connection("127.0.0.1", port)
-                   for name, (port, _) in requests.items()}
-    samples: dict[str, list[float]] = {name: [] for name in requests}
-    for i in range(calls + 50):
-        for name, (_, request) in requests.items():
-            reader, writer = connections[name]
-            started = time.perf_counter()
-            status = await _exchange(reader, writer, request)
-            elapsed = (time.perf_counter() - started) * 1000
-            if status != 200:
-                raise RuntimeError(f"{name}: HTTP {status}")
-            if i >= 50:  # the first calls warm connections and caches
-                samples[name].append(elapsed)
-    for _, writer in connections.values():
-        writer.close()
-    return samples
-
-
-async def throughput(port: int, request: bytes, connections: int,
-                     seconds: float) -> dict[str, Any]:
-    """Requests answered per second with `connections` callers each waiting for its answer."""
-    statuses: dict[int, int] = {}
-    latencies: list[float] = []
-    measuring = False
-    stop = False
-
-    async def caller() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while not stop:
-            started = time.perf_counter()
-            status = await _exchange(reader, writer, request)
-            if measuring:
-                statuses[status] = statuses.get(status, 0) + 1
-                latencies.append((time.perf_counter() - started) * 1000)
-        writer.close()
-
-    tasks = [asyncio.create_task(caller()) for _ in range(connections)]
-    await asyncio.sleep(1.0)  # warm-up
-    measuring = True
-    started = time.perf_counter()
-    await asyncio.sleep(seconds)
-    measuring = False
-    elapsed = time.perf_counter() - started
-    stop = True
-    await asyncio.gather(*tasks)
-    return {"per_second": sum(statuses.values()) / elapsed, "statuses": statuses,
-            "p50": statistics.median(latencies), "p99": percentile(latencies, 0.99)}
-
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""

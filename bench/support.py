@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import statistics
+import time
+from typing import Any
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -45,3 +49,74 @@ def signed_invoke_bytes(port: int, credentials: dict[str, str], environment: str
     head += [f"{name}: {value}" for name, value in headers.items()
              if name.lower() not in ("host", "content-length")]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+# --- a load generator cheap enough to share a core with what it measures ---------------
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   request: bytes) -> int:
+    """One request and its answer (which must carry Content-Length); the status code."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+async def sequential_latency(requests: dict[str, tuple[int, bytes]], calls: int,
+                             pause: float = 0.0, warmup: int = 50) -> dict[str, list[float]]:
+    """Each request made `calls` times on its own connection, one at a time, interleaved;
+    `pause` seconds between rounds stand for callers that come and go."""
+    connections = {name: await asyncio.open_connection("127.0.0.1", port)
+                   for name, (port, _) in requests.items()}
+    samples: dict[str, list[float]] = {name: [] for name in requests}
+    for i in range(calls + warmup):
+        if pause:
+            await asyncio.sleep(pause)
+        for name, (_, request) in requests.items():
+            reader, writer = connections[name]
+            started = time.perf_counter()
+            status = await exchange(reader, writer, request)
+            elapsed = (time.perf_counter() - started) * 1000
+            if status != 200:
+                raise RuntimeError(f"{name}: HTTP {status}")
+            if i >= warmup:  # the first calls warm connections and caches
+                samples[name].append(elapsed)
+    for _, writer in connections.values():
+        writer.close()
+    return samples
+
+
+async def throughput(port: int, request: bytes, connections: int, seconds: float,
+                     warmup: float = 1.0) -> dict[str, Any]:
+    """Requests answered per second with `connections` callers each waiting for its answer."""
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    measuring = False
+    stop = False
+
+    async def caller() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not stop:
+            started = time.perf_counter()
+            status = await exchange(reader, writer, request)
+            if measuring:
+                statuses[status] = statuses.get(status, 0) + 1
+                latencies.append((time.perf_counter() - started) * 1000)
+        writer.close()
+
+    tasks = [asyncio.create_task(caller()) for _ in range(connections)]
+    await asyncio.sleep(warmup)
+    measuring = True
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    measuring = False
+    elapsed = time.perf_counter() - started
+    stop = True
+    await asyncio.gather(*tasks)
+    return {"per_second": sum(statuses.values()) / elapsed, "statuses": statuses,
+            "p50": statistics.median(latencies), "p99": percentile(latencies, 0.99)}

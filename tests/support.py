@@ -18,6 +18,7 @@ import botocore.config
 import uvicorn
 
 from airgate import config
+from airgate.airflow.tokens import SigningKey
 from airgate.server import (
     Airgate,
     RuntimeFactory,
@@ -107,6 +108,54 @@ def running_airgate(home: Path, database_url: str | None = None,
         server.should_exit = True
         thread.join(timeout=10)
         airgate.close()
+
+
+class UpstreamRuntime:
+    """Environments that are AVAILABLE as soon as they are created, their REST API being
+    whatever listens on `upstream_port`: for testing and measuring the gateway without
+    Airflow's own time in the way."""
+
+    def __init__(self, store: Any, home: Path, upstream_port: int) -> None:
+        self._store = store
+        self._key = SigningKey.load_or_create(home / "upstream-signing.pem", "airgate")
+        self._upstream_port = upstream_port
+
+    @classmethod
+    def factory(cls, upstream_port: int) -> RuntimeFactory:
+        return lambda settings, store: cls(store, settings.home, upstream_port)
+
+    @property
+    def supported_versions(self) -> tuple[str, ...]:
+        return ("3.3.2",)
+
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        return None
+
+    def begin_create(self, environment: Any) -> None:
+        self._store.transition(environment.name, allowed_from=None, status="AVAILABLE",
+                               runtime={"Ports": {"api": self._upstream_port}})
+
+    def begin_update(self, environment: Any, previous_spec: dict[str, Any]) -> None:
+        return None
+
+    def begin_delete(self, environment: Any) -> None:
+        self._store.remove(environment.name)
+
+    def webserver_url(self, environment: Any) -> str | None:
+        return None
+
+    def api_url(self, environment: Any) -> str | None:
+        return f"http://127.0.0.1:{environment.runtime['Ports']['api']}"
+
+    def signing_key(self, name: str) -> SigningKey:
+        return self._key
+
+
+def create_environment_args(name: str) -> dict[str, Any]:
+    """The fewest CreateEnvironment arguments MWAA accepts."""
+    return {"Name": name, "ExecutionRoleArn": "arn:aws:iam::000000000000:role/airgate",
+            "SourceBucketArn": f"arn:aws:s3:::{name}", "DagS3Path": "dags",
+            "NetworkConfiguration": {}}
 
 
 class ScriptedRuntime:

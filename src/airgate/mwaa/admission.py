@@ -11,7 +11,7 @@ the event loop, so no locking is needed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -30,11 +30,13 @@ class Admission:
     concurrency: int
     rate: float  # new calls per second, sustained
     burst: int  # new calls allowed at once after a quiet period
+    clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     @contextmanager
     def admit(self, environment: str) -> Iterator[None]:
-        now = time.monotonic()
+        """Hold one of the environment's slots for the block, or ThrottlingException."""
+        now = self.clock()
         bucket = self._buckets.get(environment)
         if bucket is None:
             bucket = self._buckets[environment] = _Bucket(tokens=float(self.burst), updated=now)
