@@ -1,0 +1,64 @@
+"""An ETL pipeline scheduled on the data lake: it runs when new files have landed, and one
+run processes every file whose asset event arrived before it was scheduled.
+
+New files are announced as asset events on the data-lake asset, each carrying the file's
+location in its `extra` (examples/clients/mwaa_dataset_client.py, or
+examples/lambda/dataset_event_lambda.py on S3 PUT notifications). Airflow's scheduler
+batches them: a run takes the events that reached the asset since the previous run up to
+the one that queued it. Events for a paused DAG are recorded but don't queue it (Airflow
+>= 2.9). `max_active_runs=1` keeps loads from overlapping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+# The data lake: set DATALAKE_URI (e.g. in the environment's startup script) to your own.
+DATALAKE = Asset(os.environ.get("DATALAKE_URI", "s3://airgate-example-lake/datalake"))
+log = logging.getLogger(__name__)
+
+
+@dag(
+    dag_id="data_aware_pipeline",
+    schedule=[DATALAKE],
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["airgate", "example", "data-aware"],
+)
+def data_aware_pipeline() -> None:
+    @task
+    def get_resources(**context: object) -> list[str]:
+        """The locations of the new files: the `extra` of every event behind this run."""
+        events = context["triggering_asset_events"]
+        locations = []
+        for asset_events in events.values():  # type: ignore[attr-defined]
+            for event in asset_events:
+                location = (event.extra or {}).get("location")
+                if location:
+                    locations.append(str(location))
+        return locations
+
+    @task
+    def extract(locations: list[str]) -> list[dict[str, str]]:
+        log.info("batched %d asset events: %s", len(locations), ", ".join(locations))
+        # A real pipeline reads each file here (e.g. with the Amazon provider's S3Hook).
+        return [{"location": location} for location in locations]
+
+    @task
+    def transform(records: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [{**record, "status": "transformed"} for record in records]
+
+    @task
+    def load(records: list[dict[str, str]]) -> int:
+        log.info("loaded %d records", len(records))
+        return len(records)
+
+    load(transform(extract(get_resources())))
+
+
+data_aware_pipeline()

@@ -1,0 +1,58 @@
+"""AWS Lambda handler for S3 PUT notifications: one asset event per new object on the
+data-lake asset of an MWAA environment, with the object's s3:// location in `extra`.
+
+Deployable as it is (Python 3.11+ runtime; boto3 is in the runtime). Configure with:
+  MWAA_ENVIRONMENT  the environment's name (required)
+  DATALAKE_URI      the asset's URI (default s3://airgate-example-lake/datalake)
+The function's role needs airflow:InvokeRestApi on
+arn:aws:airflow:REGION:ACCOUNT:role/ENVIRONMENT/User (or Op/Admin). Against airgate, set the
+standard variables AWS_ENDPOINT_URL_MWAA and AWS_DISABLE_HOST_PREFIX_INJECTION=true.
+
+Throttling and transient errors are retried by botocore (standard mode, 10 attempts); any
+failure left is raised, so that Lambda's own retry and dead-letter handling take over.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Created once per container and reused by every invocation it serves.
+mwaa = boto3.client("mwaa", config=Config(retries={"mode": "standard", "max_attempts": 10}))
+_asset_ids: dict[tuple[str, str], int] = {}
+
+
+def _invoke(method: str, path: str, **more: Any) -> Any:
+    return mwaa.invoke_rest_api(Name=os.environ["MWAA_ENVIRONMENT"], Method=method,
+                                Path=path, **more)["RestApiResponse"]
+
+
+def _asset_id(uri: str) -> int:
+    """Airflow 3's API names assets by id; looked up once per container."""
+    key = (os.environ["MWAA_ENVIRONMENT"], uri)
+    if key not in _asset_ids:
+        found = _invoke("GET", "/assets", QueryParameters={"uri_pattern": uri, "limit": 100})
+        ids = [asset["id"] for asset in found["assets"] if asset["uri"] == uri]
+        if not ids:
+            raise LookupError(f"Airflow has no asset {uri}: is a DAG that uses it deployed?")
+        _asset_ids[key] = int(ids[0])
+    return _asset_ids[key]
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    uri = os.environ.get("DATALAKE_URI", "s3://airgate-example-lake/datalake")
+    created = []
+    for record in event.get("Records", []):
+        if not record.get("eventName", "").startswith("ObjectCreated:"):
+            continue
+        bucket = record["s3"]["bucket"]["name"]
+        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])  # S3 sends it encoded
+        location = f"s3://{bucket}/{key}"
+        answer = _invoke("POST", "/assets/events",
+                         Body={"asset_id": _asset_id(uri), "extra": {"location": location}})
+        created.append({"id": answer["id"], "location": location})
+    return {"asset_events": created}
