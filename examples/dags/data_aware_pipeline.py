@@ -4,9 +4,10 @@ run processes every file whose asset event arrived before it was scheduled.
 New files are announced as asset events on the data-lake asset, each carrying the file's
 location in its `extra` (examples/clients/mwaa_dataset_client.py, or
 examples/lambda/dataset_event_lambda.py on S3 PUT notifications). Airflow's scheduler
-batches them: a run takes the events that reached the asset since the previous run up to
-the one that queued it. Events for a paused DAG are recorded but don't queue it (Airflow
->= 2.9). `max_active_runs=1` keeps loads from overlapping.
+batches them: a run takes every event on the asset since the previous run, up to the one
+that queued it. Events for a paused DAG are recorded but don't queue it (Airflow >= 2.9):
+after unpausing, the next event starts a run that takes them all. `max_active_runs=1` keeps
+loads from overlapping.
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ log = logging.getLogger(__name__)
 def data_aware_pipeline() -> None:
     @task
     def get_resources(**context: object) -> list[str]:
-        """The locations of the new files: the `extra` of every event behind this run."""
+        """The locations of the new files, in the order they arrived: the `extra` of every
+        event behind this run."""
         events = context["triggering_asset_events"]
-        locations = []
-        for asset_events in events.values():  # type: ignore[attr-defined]
-            for event in asset_events:
-                location = (event.extra or {}).get("location")
-                if location:
-                    locations.append(str(location))
-        return locations
+        arrived = sorted(
+            (event for asset_events in events.values()  # type: ignore[attr-defined]
+             for event in asset_events),
+            key=lambda event: event.timestamp)
+        return [str(event.extra["location"]) for event in arrived
+                if (event.extra or {}).get("location")]
 
     @task
     def extract(locations: list[str]) -> list[dict[str, str]]:

@@ -132,3 +132,85 @@ def test_dag_run_client_runs_the_given_command(served: tuple[RunningAirgate, dic
                       headers={"Accept": "application/json"})
     assert log.status_code == 200
     assert token in json.dumps(log.json()["content"])
+
+
+# --- data-aware batching --------------------------------------------------------------------
+
+def pipeline_runs(server: RunningAirgate) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = invoke(server, "GET", "/dags/data_aware_pipeline/dagRuns",
+                                        QueryParameters={"order_by": "run_after"})["dag_runs"]
+    return runs
+
+
+def batched_files(server: RunningAirgate, run_id: str) -> tuple[list[str], str]:
+    """What the run's get_resources collected, and its extract task's log."""
+    with airflow(server) as api:
+        base = f"/dags/data_aware_pipeline/dagRuns/{run_id}/taskInstances"
+        xcom = api.get(f"{base}/get_resources/xcomEntries/return_value")
+        log = api.get(f"{base}/extract/logs/1", params={"full_content": "true"},
+                      headers={"Accept": "application/json"})
+    assert xcom.status_code == 200 and log.status_code == 200
+    return list(xcom.json()["value"]), json.dumps(log.json()["content"])
+
+
+def lambda_invocations(served: tuple[RunningAirgate, dict[str, Any]], scratch: Path,
+                       *keys: str) -> None:
+    """The Lambda handler in its own process, one invocation per S3 PUT notification (the
+    container, and so its boto3 client, reused between them as Lambda does)."""
+    script = ("import json, sys\n"
+              f"sys.path.insert(0, {str(EXAMPLES / 'lambda')!r})\n"
+              "import dataset_event_lambda as function\n"
+              "for key in sys.argv[1:]:\n"
+              "    event = {'Records': [{'eventSource': 'aws:s3', 'eventName':"
+              " 'ObjectCreated:Put', 's3': {'bucket': {'name': 'airgate-example-lake'},"
+              " 'object': {'key': key, 'size': 10}}}]}\n"
+              "    print(json.dumps(function.handler(event, None)))\n")
+    server, credentials = served
+    done = subprocess.run([sys.executable, "-c", script, *keys], capture_output=True,
+                          text=True, timeout=120,
+                          env={**aws_environment(server, credentials["op-caller"], scratch),
+                               "MWAA_ENVIRONMENT": ENV})
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == len(keys)
+
+
+def test_asset_events_are_batched_into_runs(served: tuple[RunningAirgate, dict[str, Any]],
+                                            tmp_path: Path) -> None:
+    """Events recorded while the DAG is paused are all taken by the first run after it is
+    unpaused; a later event gets a run of its own.
+
+    Since Airflow 2.9 events for a paused DAG don't queue it, so unpausing alone starts
+    nothing: the run comes with the next event and takes the earlier ones with it. Two
+    events (the Lambda handler) therefore come while paused, the third (the dataset client)
+    after unpausing. A first run comes before, because Airflow's first asset-triggered run
+    of a DAG without catchup only takes events after the DAG began scheduling on the asset.
+    """
+    server, _ = served
+
+    def announce(location: str) -> None:
+        done = run_example(served, "op-caller", tmp_path, "clients/mwaa_dataset_client.py",
+                           ENV, location)
+        assert done.returncode == 0, done.stderr
+
+    def states() -> list[str]:
+        return [run["state"] for run in pipeline_runs(server)]
+
+    invoke(server, "PATCH", "/dags/data_aware_pipeline", Body={"is_paused": False})
+    announce(f"{LAKE}/zero.csv")
+    wait_for(lambda: states() == ["success"], 180, "the first run")
+
+    invoke(server, "PATCH", "/dags/data_aware_pipeline", Body={"is_paused": True})
+    lambda_invocations(served, tmp_path, "datalake/one.csv", "datalake/two%2Bplus.csv")
+    invoke(server, "PATCH", "/dags/data_aware_pipeline", Body={"is_paused": False})
+    assert states() == ["success"]  # unpausing alone starts nothing
+    announce(f"{LAKE}/three.csv")
+    wait_for(lambda: states() == ["success"] * 2, 180, "one run for the three events")
+    files, log = batched_files(server, pipeline_runs(server)[1]["dag_run_id"])
+    three = [f"{LAKE}/one.csv", f"{LAKE}/two+plus.csv", f"{LAKE}/three.csv"]
+    assert files == three
+    assert "batched 3 asset events" in log and all(file in log for file in three)
+
+    announce(f"{LAKE}/four.csv")
+    wait_for(lambda: states() == ["success"] * 3, 180, "a run for the fourth event")
+    assert batched_files(server, pipeline_runs(server)[2]["dag_run_id"])[0] == [
+        f"{LAKE}/four.csv"]
