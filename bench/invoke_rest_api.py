@@ -48,10 +48,12 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "examples" / "dags"
 BATCH = 20  # back-to-back calls per batch: within the admission burst
 
 
-def start_airgate(home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_airgate(home: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
+    """`airgate up` with no default environment, once it answers."""
     process = subprocess.Popen(
         [sys.executable, "-m", "airgate.cli", "up", "--home", str(home), "--port", str(port),
-         "--no-default-environment"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--no-default-environment", *options],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if (home / "server.json").exists():

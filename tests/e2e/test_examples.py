@@ -5,6 +5,7 @@ examples/dags."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -17,12 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
+from airgate.environments.metadata import MetadataDatabases
 from airgate.server import local_runtime
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
 from tests.e2e.test_runtime import api_url, create_args, wait_for, wait_for_status
-from tests.support import RunningAirgate, running_airgate
+from tests.storm import asset_event_storm
+from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 
 ENV = "examples"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -35,7 +38,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningAi
                                                                       dict[str, Any]]]:
     home = tmp_path_factory.mktemp("examples") / "home"
     shutil.copytree(EXAMPLES / "dags", home / "buckets" / "data-team" / "dags")
-    with running_airgate(home, runtime_factory=local_runtime) as server:
+    # PostgreSQL metadata, as on MWAA: SQLite's single writer turns an event storm into
+    # "database is locked" errors inside Airflow.
+    for name in (ENV, "team-a"):
+        MetadataDatabases(POSTGRES_ADMIN_URL).drop(name)  # left over from an interrupted run
+    with running_airgate(home, runtime_factory=local_runtime,
+                         airflow_database_url=POSTGRES_ADMIN_URL) as server:
         credentials = {"admin": server.admin}
         for name, role in CALLERS.items():
             server.airgate.identities.create_user(name)
@@ -72,12 +80,12 @@ def run_example(served: tuple[RunningAirgate, dict[str, Any]], caller: str, scra
                           capture_output=True, text=True, timeout=300)
 
 
-def airflow(server: RunningAirgate) -> httpx.Client:
+def airflow(server: RunningAirgate, environment: str = ENV) -> httpx.Client:
     """Airflow's REST API directly, for what InvokeRestApi's 64-character Path can't name."""
     runtime = server.airgate.runtime
-    token = runtime.signing_key(ENV).mint(  # type: ignore[attr-defined]
-        subject="user/test", role="ADMIN", environment=ENV, ttl=600)
-    return httpx.Client(base_url=f"{api_url(server, ENV)}/api/v2", timeout=30,
+    token = runtime.signing_key(environment).mint(  # type: ignore[attr-defined]
+        subject="user/test", role="ADMIN", environment=environment, ttl=600)
+    return httpx.Client(base_url=f"{api_url(server, environment)}/api/v2", timeout=30,
                         headers={"Authorization": f"Bearer {token}"})
 
 
@@ -214,3 +222,119 @@ def test_asset_events_are_batched_into_runs(served: tuple[RunningAirgate, dict[s
     wait_for(lambda: states() == ["success"] * 3, 180, "a run for the fourth event")
     assert batched_files(server, pipeline_runs(server)[2]["dag_run_id"])[0] == [
         f"{LAKE}/four.csv"]
+
+
+# --- one environment triggering a DAG in another -----------------------------------------
+
+TRIGGERING_DAG = """
+import pendulum
+from airflow.providers.amazon.aws.operators.mwaa import MwaaTriggerDagRunOperator
+from airflow.sdk import DAG
+
+with DAG(dag_id="trigger_elsewhere", schedule=None, catchup=False,
+         start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
+    MwaaTriggerDagRunOperator(
+        task_id="trigger_any_bash_command", env_name="examples",
+        trigger_dag_id="any_bash_command", trigger_run_id="{{ dag_run.conf['run'] }}",
+        # Airflow 3 wants a logical date, and the provider leaves out what is None.
+        logical_date="{{ dag_run.run_after.isoformat() }}",
+        conf={"command": "echo triggered from another environment"},
+        wait_for_completion=True, waiter_delay=2, waiter_max_attempts=90)
+"""
+
+
+def test_a_dag_in_one_environment_triggers_a_dag_in_another(
+        served: tuple[RunningAirgate, dict[str, Any]]) -> None:
+    """Airflow's Amazon provider, unchanged, in one environment calling another through
+    airgate as a least-privileged IAM user; only the AWS connection says where MWAA is."""
+    server, _ = served
+    identities = server.airgate.identities
+    identities.create_user("team-a-runner")
+    identities.put_inline_policy("user", "team-a-runner", "trigger", role_policy(
+        {"Effect": "Allow", "Action": "airflow:InvokeRestApi",
+         "Resource": ROLE_ARN.format(env=ENV, role="User")}))
+    key = identities.create_access_key("team-a-runner")
+    dags = server.settings.buckets_dir / "team-a" / "dags"
+    dags.mkdir(parents=True)
+    (dags / "trigger_elsewhere.py").write_text(TRIGGERING_DAG)
+
+    admin = server.client()
+    admin.create_environment(**create_args("team-a", SourceBucketArn="arn:aws:s3:::team-a"))
+    try:
+        wait_for_status(admin, "team-a", "AVAILABLE")
+
+        def in_a(method: str, path: str, **more: Any) -> Any:
+            return admin.invoke_rest_api(Name="team-a", Method=method, Path=path,
+                                         **more)["RestApiResponse"]
+
+        in_a("POST", "/connections", Body={
+            "connection_id": "aws_default", "conn_type": "aws",
+            "login": key["AccessKeyId"], "password": key["SecretAccessKey"],
+            "extra": json.dumps({"region_name": "us-east-1",
+                                 "endpoint_url": server.endpoint_url,
+                                 "config_kwargs": {"inject_host_prefix": False}})})
+        wait_for(lambda: in_a("GET", "/dags")["total_entries"] == 1, 90, "the DAG in team-a")
+        in_a("PATCH", "/dags/trigger_elsewhere", Body={"is_paused": False})
+        invoke(server, "PATCH", "/dags/any_bash_command", Body={"is_paused": False})
+        run = f"from-a-{uuid.uuid4().hex[:8]}"
+        in_a("POST", "/dags/trigger_elsewhere/dagRuns",
+             Body={"dag_run_id": "a-1", "logical_date": None, "conf": {"run": run}})
+        wait_for(lambda: in_a("GET", "/dags/trigger_elsewhere/dagRuns/a-1")["state"]
+                 in ("success", "failed"), 240, "the triggering run")
+        if in_a("GET", "/dags/trigger_elsewhere/dagRuns/a-1")["state"] != "success":
+            with airflow(server, "team-a") as api:
+                log = api.get("/dags/trigger_elsewhere/dagRuns/a-1/taskInstances/"
+                              "trigger_any_bash_command/logs/1",
+                              params={"full_content": "true"},
+                              headers={"Accept": "application/json"}).json()
+            pytest.fail("the triggering run failed: " + " | ".join(
+                str(line.get("event")) for line in log["content"])[-3000:])
+        triggered = invoke(server, "GET", f"/dags/any_bash_command/dagRuns/{run}")
+        assert triggered["state"] == "success"
+        assert triggered["triggering_user_name"] == "user/team-a-runner"
+    finally:
+        admin.delete_environment(Name="team-a")
+        wait_for(lambda: "team-a" not in admin.list_environments()["Environments"], 120,
+                 "team-a to be deleted")
+
+
+# --- an event storm -------------------------------------------------------------------------
+
+def test_an_event_storm_is_admitted_recorded_and_batched(
+        served: tuple[RunningAirgate, dict[str, Any]], caplog: pytest.LogCaptureFixture) -> None:
+    """1,000 asset events from 50 concurrent boto3 clients: admission control throttles
+    them, botocore's standard retries get every one through, Airflow records all of them
+    without a single 5xx, and its scheduler turns them into far fewer runs."""
+    server, credentials = served
+    caplog.set_level(logging.INFO, logger="airgate.access")
+    lake = next(asset for asset in invoke(server, "GET", "/assets")["assets"]
+                if asset["uri"] == LAKE)
+    invoke(server, "PATCH", "/dags/data_aware_pipeline", Body={"is_paused": False})
+
+    def recorded() -> int:
+        answer = invoke(server, "GET", "/assets/events",
+                        QueryParameters={"asset_id": lake["id"], "limit": 1})
+        return int(answer["total_entries"])
+
+    events_before, runs_before = recorded(), len(pipeline_runs(server))
+    storm = asset_event_storm(server.endpoint_url, credentials["op-caller"], ENV, lake["id"],
+                              events=1000, callers=50, location=f"{LAKE}/storm")
+    print(f"storm: {storm.seconds:.1f} s, {storm.retries} retries", flush=True)
+    assert storm.failures == [], storm.failures[:5]
+    assert storm.retries > 0  # admission control did throttle the storm
+    assert recorded() - events_before == 1000
+
+    invocations = [record for record in caplog.records
+                   if getattr(record, "fields", {}).get("operation") == "InvokeRestApi"]
+    statuses = [record.fields.get("rest_api_status") for record in invocations]  # type: ignore[attr-defined]
+    assert statuses.count(200) >= 1000
+    assert not [status for status in statuses if status is not None and status >= 500]
+    throttled = [r for r in invocations
+                 if r.fields.get("error") == "ThrottlingException"]  # type: ignore[attr-defined]
+    assert len(throttled) == storm.retries
+
+    wait_for(lambda: all(run["state"] in ("success", "failed")
+                         for run in pipeline_runs(server)), 300, "the storm's runs to finish")
+    runs = pipeline_runs(server)[runs_before:]
+    assert 1 <= len(runs) < 100
+    assert all(run["state"] == "success" for run in runs)
