@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.storm import asset_event_storm
 from tests.support import POSTGRES_ADMIN_URL, free_port, mwaa_client
 
-from airgate.environments.metadata import MetadataDatabases
 from bench.invoke_rest_api import EXAMPLE_DAGS, start_airgate
 
 ENV = "storm-bench"
@@ -54,7 +53,6 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    MetadataDatabases(POSTGRES_ADMIN_URL).drop(ENV)  # left over from an interrupted run
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(scratch) / "home"
         shutil.copytree(EXAMPLE_DAGS, home / "buckets" / "storm" / "dags")

@@ -1,6 +1,7 @@
 """InvokeRestApi against a real Airflow environment: latency through airgate against the same
 call made directly, what one Airflow api-server takes on this machine, and a burst at ten
-times the admitted rate.
+times the admitted rate; then the gateway alone against a trivial upstream on one core
+(bench/gateway_throughput.py).
 
     .venv/bin/python bench/invoke_rest_api.py [--calls 400] [--seconds 5]
 
@@ -35,6 +36,7 @@ from tests.support import free_port, mwaa_client
 from airgate import config
 from airgate.airflow.tokens import SigningKey
 from airgate.environments.layout import EnvironmentLayout
+from bench import gateway_throughput
 from bench.support import (
     exchange,
     percentile,
@@ -186,6 +188,9 @@ def main() -> None:
         "capacity": load, "burst": storm,
     }
     figures["added_p50"] = figures["gateway_p50"] - figures["direct_p50"]
+    # The gateway's own cost, on one core against a trivial upstream (Airflow stopped).
+    figures["trivial_upstream"] = gateway_throughput.one_run(args.seconds, connections=32,
+                                                             calls=500)
     figures["sporadic_added_p50"] = (figures["sporadic_gateway_p50"]
                                      - figures["sporadic_direct_p50"])
     report(figures, args)
@@ -214,6 +219,13 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
         ("5xx during the burst (target 0)", str(errors)),
         ("Airflow p50 / p99 during the burst, ms",
          f"{storm['probe_p50']:.1f} / {storm['probe_p99']:.1f}"),
+    ]
+    trivial = figures["trivial_upstream"]
+    rows += [
+        ("trivial upstream, airgate on one core: added p50, ms (target < 0.5)",
+         f"{trivial['added_p50']:.3f}"),
+        ("trivial upstream: signed requests/s on one core (target >= 2000)",
+         f"{trivial['per_second']:.0f}"),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"| {'measure':<{width}} | value |")

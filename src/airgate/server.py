@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import threading
@@ -95,6 +96,17 @@ def open_state(settings: Settings,
     return db, Identities(db, box, settings.account_id, generations), generations
 
 
+def installation_id(home: Path) -> str:
+    """A random id for this airgate installation, made once and kept in its home: what
+    tells its resources apart from another installation's on a shared server."""
+    path = home / "installation-id"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError), open(path, "x") as file:
+            file.write(secrets.token_hex(8))
+    return path.read_text().strip()
+
+
 RuntimeFactory = Callable[[Settings, EnvironmentStore], Runtime]
 
 
@@ -109,7 +121,8 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
     runtimes = AirflowRuntimes(settings.home, default_airflow_version(),
                                settings.extra_airflow_versions)
     return LocalRuntime(settings.home, store, sources=sources, runtimes=runtimes,
-                        databases=MetadataDatabases(settings.airflow_database_url))
+                        databases=MetadataDatabases(settings.airflow_database_url,
+                                                    installation_id(settings.home)))
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:

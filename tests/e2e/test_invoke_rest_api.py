@@ -250,6 +250,9 @@ def test_one_audit_line_without_bodies(served: tuple[RunningAirgate, dict[str, A
     with caplog.at_level(logging.INFO, logger="airgate.access"):
         invoke(clients["op-caller"], "POST", "/variables",
                Body={"key": "audited", "value": secret_value})
+        # The line is written just after the answer is sent, so it may trail the response.
+        wait_for(lambda: any(r.name == "airgate.access" for r in caplog.records), 5,
+                 "the access-log line")
     lines = [r for r in caplog.records if r.name == "airgate.access"]
     assert len(lines) == 1
     fields = lines[0].fields  # type: ignore[attr-defined]

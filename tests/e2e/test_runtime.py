@@ -250,7 +250,8 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
     dropped with the environment."""
     import psycopg
 
-    from airgate.environments.metadata import MetadataDatabases, database_name
+    from airgate.environments.metadata import database_name
+    from airgate.server import installation_id
     from tests.support import POSTGRES_ADMIN_URL
 
     home = tmp_path / "home"
@@ -262,14 +263,13 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
         with psycopg.connect(POSTGRES_ADMIN_URL) as connection:
             return [row[0] for row in connection.execute("SELECT datname FROM pg_database")]
 
-    MetadataDatabases(POSTGRES_ADMIN_URL).drop(name)  # left over from an interrupted run
-
     with running_airgate(home, runtime_factory=local_runtime,
                          airflow_database_url=POSTGRES_ADMIN_URL) as server:
+        database = database_name(name, installation_id(home))
         mwaa = server.client()
         mwaa.create_environment(**create_args(name))
         wait_for_status(mwaa, name, "AVAILABLE")
-        assert database_name(name) in databases()
+        assert database in databases()
         runtime = server.airgate.runtime
         assert isinstance(runtime, LocalRuntime)
         token = runtime.signing_key(name).mint(subject="user/pg", role="ADMIN",
@@ -278,12 +278,12 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
                           headers={"Authorization": f"Bearer {token}"}) as airflow:
             assert airflow.post("/variables", json={"key": "k", "value": "v"}).status_code == 201
         with psycopg.connect(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/"
-                             + database_name(name)) as connection:
+                             + database) as connection:
             stored = connection.execute("SELECT val, is_encrypted FROM variable "
                                         "WHERE key = 'k'").fetchone()
         assert stored is not None and stored[1] is True  # there, under the env's Fernet key
         mwaa.delete_environment(Name=name)
-        wait_for(lambda: database_name(name) not in databases(), 120, "the database to go")
+        wait_for(lambda: database not in databases(), 120, "the database to go")
 
 
 def test_dags_plugins_and_startup_script_from_s3(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""What airgate serves at an environment's WebServerHostname (MWAA's CLI and web login)."""

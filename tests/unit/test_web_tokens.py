@@ -1,0 +1,61 @@
+"""CLI and web-login tokens: 60 seconds, one environment, one purpose, web login once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jwt
+import pytest
+
+from airgate.web.tokens import TOKEN_TTL, EnvironmentTokens, TokenRefused
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> EnvironmentTokens:
+    return EnvironmentTokens.load_or_create(tmp_path / "web-tokens.key")
+
+
+def test_a_cli_token_names_the_caller_until_it_expires(tokens: EnvironmentTokens) -> None:
+    token = tokens.mint("cli", "prod", "user/alice", now=NOW)
+    for _ in range(2):  # CLI tokens may be used for several commands within their minute
+        assert tokens.check(token, "cli", "prod", now=NOW + 59).identity == "user/alice"
+    with pytest.raises(TokenRefused, match="expired"):
+        tokens.check(token, "cli", "prod", now=NOW + TOKEN_TTL)
+
+
+def test_a_web_login_token_works_once_and_carries_the_role(tokens: EnvironmentTokens) -> None:
+    token = tokens.mint("web-login", "prod", "assumed-role/Ops/s1", "Op", now=NOW)
+    claims = tokens.check(token, "web-login", "prod", now=NOW + 1)
+    assert (claims.identity, claims.airflow_role) == ("assumed-role/Ops/s1", "Op")
+    with pytest.raises(TokenRefused, match="already been used"):
+        tokens.check(token, "web-login", "prod", now=NOW + 2)
+
+
+@pytest.mark.parametrize(("purpose", "environment"), [("cli", "staging"),
+                                                      ("web-login", "prod")])
+def test_a_token_is_refused_for_another_environment_or_purpose(
+        tokens: EnvironmentTokens, purpose: str, environment: str) -> None:
+    token = tokens.mint("cli", "prod", "user/alice", now=NOW)
+    with pytest.raises(TokenRefused, match="is not a"):
+        tokens.check(token, purpose, environment, now=NOW)  # type: ignore[arg-type]
+
+
+def test_forged_and_malformed_tokens_are_refused(tokens: EnvironmentTokens,
+                                                 tmp_path: Path) -> None:
+    other = EnvironmentTokens.load_or_create(tmp_path / "other.key")
+    forged = [other.mint("cli", "prod", "user/alice", now=NOW), "not-a-token", "",
+              jwt.encode({"sub": "user/alice", "aud": "urn:airgate:cli:prod", "iss": "airgate",
+                          "iat": int(NOW), "exp": int(NOW) + 60, "jti": "x"},
+                         None, algorithm="none")]
+    for token in forged:
+        with pytest.raises(TokenRefused, match="not valid"):
+            tokens.check(token, "cli", "prod", now=NOW)
+
+
+def test_the_secret_is_kept_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "web-tokens.key"
+    token = EnvironmentTokens.load_or_create(path).mint("cli", "prod", "user/a", now=NOW)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert EnvironmentTokens.load_or_create(path).check(token, "cli", "prod", now=NOW)
