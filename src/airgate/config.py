@@ -34,8 +34,8 @@ class Settings:
     # None: SQLite in each environment's AIRFLOW_HOME.
     airflow_database_url: str | None = None
     # InvokeRestApi: how long Airflow may take, and admission per environment. Sized from
-    # bench/invoke_rest_api.py: one api-server here peaks at ~130 list calls/s with 2
-    # callers, and more callers only queue (p99 45 ms at 4, 470 ms at 16, stalls at 32).
+    # bench/invoke_rest_api.py: one api-server here peaks at 110-130 list calls/s with 2
+    # callers; more callers only queue (p99 ~55 ms at 4, 400+ ms at 8) and 32 stall it.
     rest_api_timeout: float = DEFAULT_REST_API_TIMEOUT
     rest_api_concurrency: int = DEFAULT_REST_API_CONCURRENCY
     rest_api_rate: float = DEFAULT_REST_API_RATE
