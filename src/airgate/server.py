@@ -40,6 +40,8 @@ from airgate.mwaa.provider import MwaaProvider
 from airgate.mwaa.rest_api import Endpoints, RestApiProxy
 from airgate.store.db import Database
 from airgate.store.generations import Generations
+from airgate.web.fronts import WebFronts
+from airgate.web.tokens import EnvironmentTokens
 
 BOOTSTRAP_USER = "admin"
 BOOTSTRAP_POLICY_NAME = "AdministratorAccess"
@@ -66,6 +68,7 @@ class Airgate:
     provider: MwaaProvider
     app: ASGIApp
     generations: Generations
+    fronts: WebFronts | None = None  # each environment's WebServerHostname
 
     def start(self) -> None:
         """Keep the request path's caches fresh, and bring back the environments that were
@@ -73,8 +76,12 @@ class Airgate:
         self.generations.keep_fresh()
         if isinstance(self.runtime, LocalRuntime):
             self.runtime.recover()
+        if self.fronts is not None:
+            self.fronts.start()
 
     def close(self) -> None:
+        if self.fronts is not None:
+            self.fronts.close()
         if isinstance(self.runtime, LocalRuntime):
             self.runtime.close()
         self.generations.stop()
@@ -133,14 +140,20 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
                 if isinstance(runtime, Endpoints) else None)
     admission = Admission(settings.rest_api_concurrency, settings.rest_api_rate,
                           settings.rest_api_burst)
+    fronts = None
+    if isinstance(runtime, LocalRuntime):
+        tokens = EnvironmentTokens.load_or_create(settings.home / "keys" / "web-tokens.key")
+        fronts = WebFronts(environments, tokens, runtime.web_port, runtime.api_url,
+                           runtime.run_airflow_cli, host=settings.host)
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
-                            rest_api, admission)
+                            rest_api, admission, fronts)
 
     authorizer = Authorizer(settings.region, settings.account_id)
     gateway = Gateway(settings.region, identities, authorizer, environments, provider)
     router()  # load the service model now, not on the first request
     app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None)
-    return Airgate(settings, db, identities, environments, runtime, provider, app, generations)
+    return Airgate(settings, db, identities, environments, runtime, provider, app, generations,
+                   fronts)
 
 
 def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[str, str]:

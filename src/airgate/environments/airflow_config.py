@@ -59,10 +59,11 @@ class Ports:
     api: int
     worker_logs: int
     trigger_logs: int
+    web: int  # airgate's front for the environment: its WebServerHostname
 
     def as_dict(self) -> dict[str, int]:
         return {"api": self.api, "worker_logs": self.worker_logs,
-                "trigger_logs": self.trigger_logs}
+                "trigger_logs": self.trigger_logs, "web": self.web}
 
 
 def airflow_environment(name: str, spec: Mapping[str, Any], layout: EnvironmentLayout,
@@ -86,7 +87,8 @@ def airflow_environment(name: str, spec: Mapping[str, Any], layout: EnvironmentL
         **(database or {"database.sql_alchemy_conn": f"sqlite:///{layout.database}"}),
         "api.host": "127.0.0.1",
         "api.port": str(ports.api),
-        "api.base_url": f"{api_url}/",
+        # Links and redirects in the UI name airgate's front, where users reach it.
+        "api.base_url": f"http://127.0.0.1:{ports.web}/",
         "api.workers": "1",
         "api_auth.jwt_private_key_path": str(layout.own_key),
         "api_auth.jwt_kid": OWN_KEY_ID,

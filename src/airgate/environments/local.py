@@ -13,6 +13,7 @@ import datetime
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -75,6 +76,7 @@ class LocalRuntime:
         self._environ = dict(os.environ if environ is None else environ)
         self._databases = databases or MetadataDatabases(None)
         self._groups: dict[str, ProcessGroup] = {}
+        self._cli_contexts: dict[str, ComponentSpec] = {}  # how to run `airflow` CLI commands
         # Monitor state, per process group: restarts already seen, and when a restarted
         # component has been up long enough to count again.
         self._restarts_seen: dict[ProcessGroup, int] = {}
@@ -118,6 +120,23 @@ class LocalRuntime:
     def api_url(self, environment: EnvironmentRecord) -> str | None:
         port = (environment.runtime.get("Ports") or {}).get("api")
         return f"http://127.0.0.1:{port}" if port else None
+
+    def web_port(self, environment: EnvironmentRecord) -> int | None:
+        """Where airgate fronts the environment (its WebServerHostname), once it has run."""
+        port = (environment.runtime.get("Ports") or {}).get("web")
+        return int(port) if port else None
+
+    def run_airflow_cli(self, name: str, argv: list[str],
+                        timeout: float) -> subprocess.CompletedProcess[bytes]:
+        """`airflow *argv` as the environment's own components would run it (same Airflow,
+        configuration and variables), without a shell; LookupError if it isn't running."""
+        with self._guard:
+            context = self._cli_contexts.get(name)
+        if context is None:
+            raise LookupError(name)
+        return subprocess.run([*context.argv, *argv], env=dict(context.env), cwd=context.cwd,
+                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              check=False)
 
     def pids(self, name: str) -> dict[str, int]:
         group = self._groups.get(name)
@@ -267,9 +286,13 @@ class LocalRuntime:
                               for c in COMPONENTS])
         with self._guard:
             self._groups[name] = group
+            self._cli_contexts[name] = ComponentSpec("cli", [str(interpreter), "-m", "airflow"],
+                                                     env, layout.log_file("cli"),
+                                                     layout.airflow_home)
         group.start()
+        # The UI as users reach it: through airgate's front, its WebServerHostname.
         self._store.set_runtime(name, {"Ports": ports.as_dict(),
-                                       "WebserverUrl": f"http://127.0.0.1:{ports.api}"})
+                                       "WebserverUrl": f"http://127.0.0.1:{ports.web}"})
         self._await_healthy(name, group, ports.api)
 
     @staticmethod
@@ -302,6 +325,7 @@ class LocalRuntime:
     def _stop(self, name: str) -> None:
         with self._guard:
             group = self._groups.pop(name, None)
+            self._cli_contexts.pop(name, None)
         if group is not None:
             group.stop(_STOP_TIMEOUT)
             self._restarts_seen.pop(group, None)
@@ -390,7 +414,7 @@ class LocalRuntime:
         """The ports the environment had, where still free; new ones otherwise."""
         known = record.runtime.get("Ports") or {}
         chosen = {}
-        for role in ("api", "worker_logs", "trigger_logs"):
+        for role in ("api", "worker_logs", "trigger_logs", "web"):
             port = known.get(role)
             chosen[role] = port if port and port_is_free(port) else free_port()
         return Ports(**chosen)

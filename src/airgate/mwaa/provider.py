@@ -10,7 +10,7 @@ import base64
 import binascii
 import datetime
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from airgate.call import Call
 from airgate.environments.runtime import Runtime
@@ -19,6 +19,7 @@ from airgate.errors import ResourceNotFoundException, ServiceError, ValidationEx
 from airgate.mwaa.admission import Admission
 from airgate.mwaa.arns import environment_arn, environment_name_from_arn
 from airgate.mwaa.rest_api import Invocation, RestApiProxy, check_path, query_pairs
+from airgate.web.tokens import EnvironmentTokens
 
 ENVIRONMENT_CLASSES = ("mw1.micro", "mw1.small", "mw1.medium", "mw1.large", "mw1.xlarge",
                        "mw1.2xlarge")
@@ -36,6 +37,14 @@ _SPEC_MEMBERS = (
 )
 # UNAVAILABLE: a component other than the api-server may be down; the call is still tried.
 _INVOCABLE = frozenset({"AVAILABLE", "UNAVAILABLE"})
+
+
+class WebAccess(Protocol):
+    """What the token operations need: the tokens, and where an environment's front is."""
+
+    tokens: EnvironmentTokens
+
+    def hostname(self, record: EnvironmentRecord) -> str | None: ...
 _UPDATABLE_FROM = frozenset({"AVAILABLE", "UPDATE_FAILED"})
 _DELETABLE_FROM = frozenset({"CREATING", "CREATE_FAILED", "AVAILABLE", "UPDATE_FAILED",
                              "UNAVAILABLE"})
@@ -44,13 +53,15 @@ _DELETABLE_FROM = frozenset({"CREATING", "CREATE_FAILED", "AVAILABLE", "UPDATE_F
 class MwaaProvider:
     def __init__(self, region: str, account_id: str, store: EnvironmentStore,
                  runtime: Runtime, rest_api: RestApiProxy | None = None,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None,
+                 web: WebAccess | None = None) -> None:
         self._region = region
         self._account = account_id
         self._store = store
         self._runtime = runtime
         self._rest_api = rest_api
         self._admission = admission
+        self._web = web
 
     def arn(self, name: str) -> str:
         return environment_arn(self._region, self._account, name)
@@ -151,6 +162,21 @@ class MwaaProvider:
         audit["rest_api_status"] = result["RestApiStatusCode"]
         return result
 
+    def create_cli_token(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        """A 60-second token for running Airflow CLI commands at the environment's
+        WebServerHostname (`POST /aws_mwaa/cli`), as the caller."""
+        name = params["Name"]
+        record = call.environment
+        if record is None:
+            raise ResourceNotFoundException(f"Environment {name} was not found.")
+        web = self._web
+        hostname = web.hostname(record) if web is not None else None
+        if web is None or hostname is None or record.status not in _INVOCABLE:
+            raise ValidationException(f"Environment {name} is {record.status}: "
+                                      "CreateCliToken needs an AVAILABLE environment")
+        token = web.tokens.mint("cli", name, call.principal.airflow_identity)
+        return {"CliToken": token, "WebServerHostname": hostname}
+
     # --- helpers -----------------------------------------------------------------------
 
     def _name_from_arn(self, arn: str) -> str:
@@ -195,6 +221,8 @@ class MwaaProvider:
             view["LastUpdate"] = _last_update_view(record.last_update)
         url = self._runtime.webserver_url(record)
         if url is not None:
+            if self._web is not None:
+                self._web.hostname(record)  # the front behind the URL answers by now
             view["WebserverUrl"] = url
         return view
 

@@ -1,0 +1,125 @@
+"""Starts and stops each environment's front (airgate/web/front.py) on the environment's
+own port, following the environments as they come and go.
+
+Each front is a uvicorn server in its own thread and event loop: environments are created
+and deleted while airgate runs, and a thread per front keeps them independent of the MWAA
+API's server and of each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+
+from airgate.environments.store import EnvironmentRecord, EnvironmentStore
+from airgate.web.front import EnvironmentFront
+from airgate.web.tokens import EnvironmentTokens
+
+# Statuses in which an environment's Airflow may be running, so its front should be up.
+SERVED_STATUSES = frozenset({"AVAILABLE", "UNAVAILABLE", "UPDATING", "UPDATE_FAILED"})
+STARTUP_TIMEOUT = 5.0
+_log = logging.getLogger("airgate.web")
+
+
+@dataclass
+class _Running:
+    port: int
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+class WebFronts:
+    def __init__(self, store: EnvironmentStore, tokens: EnvironmentTokens,
+                 port_of: Callable[[EnvironmentRecord], int | None],
+                 upstream_of: Callable[[EnvironmentRecord], str | None],
+                 run_cli: Callable[[str, list[str], float],
+                                   subprocess.CompletedProcess[bytes]],
+                 host: str = "127.0.0.1", interval: float = 1.0) -> None:
+        self._store = store
+        self.tokens = tokens
+        self._port_of = port_of
+        self._upstream_of = upstream_of
+        self._run_cli = run_cli
+        self._host = host
+        self._interval = interval
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()  # the follower thread and callers of hostname()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._follow, daemon=True,
+                                        name="airgate-web-fronts")
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            for name in list(self._running):
+                self._stop_front(name)
+
+    def hostname(self, record: EnvironmentRecord) -> str | None:
+        """The environment's WebServerHostname, its front answering there by the time this
+        returns (the follower may not have started it yet); None if it has no front."""
+        port = self._port_of(record)
+        if port is None or record.status not in SERVED_STATUSES:
+            return None
+        with self._lock:
+            if record.name not in self._running:
+                self._start_front(record.name, port)
+        return f"{self._host}:{port}"
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.sync()
+            except Exception:  # the store may be briefly unreachable: try again next round
+                _log.warning("could not follow the environments", exc_info=True)
+
+    def sync(self) -> None:
+        """One round: a front for every environment that may be running, none for others."""
+        wanted = {record.name: port for record in self._store.all()
+                  if record.status in SERVED_STATUSES
+                  and (port := self._port_of(record)) is not None}
+        with self._lock:
+            for name in list(self._running):
+                if self._running[name].port != wanted.get(name):
+                    self._stop_front(name)
+            for name, port in wanted.items():
+                if name not in self._running:
+                    self._start_front(name, port)
+
+    def _start_front(self, name: str, port: int) -> None:
+        def upstream() -> str | None:
+            record = self._store.cached(name)
+            return self._upstream_of(record) if record is not None else None
+
+        def run_cli(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+            return self._run_cli(name, argv, timeout)
+
+        front = EnvironmentFront(name, upstream, self.tokens, run_cli)
+        server = uvicorn.Server(uvicorn.Config(front, host=self._host, port=port,
+                                               log_config=None, access_log=False,
+                                               server_header=False, lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True, name=f"airgate-web-{name}")
+        thread.start()
+        self._running[name] = _Running(port, server, thread)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not server.started:
+            _log.warning("the front of %s did not start on port %d", name, port)
+
+    def _stop_front(self, name: str) -> None:
+        running = self._running.pop(name)
+        running.server.should_exit = True
+        running.thread.join(timeout=10)
+

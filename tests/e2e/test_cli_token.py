@@ -1,0 +1,113 @@
+"""CreateCliToken and the CLI endpoint at the environment's WebServerHostname, against a real
+Airflow environment serving examples/dags."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import httpx
+import pytest
+
+from airgate.server import local_runtime
+from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
+from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
+from tests.support import RunningAirgate, running_airgate
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ENV = "cli"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAirgate]:
+    home = tmp_path_factory.mktemp("cli") / "home"
+    shutil.copytree(EXAMPLES / "dags", home / "buckets" / "data-team" / "dags")
+    with running_airgate(home, runtime_factory=local_runtime) as running:
+        admin = running.client()
+        admin.create_environment(**create_args(ENV))
+        wait_for_status(admin, ENV, "AVAILABLE")
+        wait_for(lambda: admin.invoke_rest_api(Name=ENV, Method="GET", Path="/dags")[
+            "RestApiResponse"]["total_entries"] == 2, 90, "the example DAGs to be parsed")
+        yield running
+
+
+def cli(hostname: str, token: str, command: str) -> httpx.Response:
+    return httpx.post(f"http://{hostname}/aws_mwaa/cli", content=command, timeout=120,
+                      headers={"Authorization": f"Bearer {token}",
+                               "Content-Type": "text/plain"})
+
+
+def output(answer: httpx.Response) -> tuple[str, str]:
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    return (base64.b64decode(document["stdout"]).decode(),
+            base64.b64decode(document["stderr"]).decode())
+
+
+def test_cli_token_round_trip(server: RunningAirgate) -> None:
+    token = server.client().create_cli_token(Name=ENV)
+    stdout, _ = output(cli(token["WebServerHostname"], token["CliToken"], "dags list -o json"))
+    listed = json.loads(stdout[stdout.index("[{"):])  # after any warnings Airflow prints
+    assert {dag["dag_id"] for dag in listed} == {"any_bash_command", "data_aware_pipeline"}
+    output(cli(token["WebServerHostname"], token["CliToken"],
+               "dags trigger any_bash_command --run-id from-cli -c '{\"command\": \"echo hi\"}'"))
+    run = server.client().invoke_rest_api(Name=ENV, Method="GET",
+                                          Path="/dags/any_bash_command/dagRuns/from-cli")
+    assert run["RestApiResponse"]["conf"] == {"command": "echo hi"}
+
+
+def test_bad_tokens_are_refused(server: RunningAirgate) -> None:
+    token = server.client().create_cli_token(Name=ENV)
+    hostname = token["WebServerHostname"]
+    fronts = server.airgate.fronts
+    assert fronts is not None
+    expired = fronts.tokens.mint("cli", ENV, "user/admin", now=time.time() - 120)
+    other_environment = fronts.tokens.mint("cli", "elsewhere", "user/admin")
+    web_login = fronts.tokens.mint("web-login", ENV, "user/admin", "Admin")
+    forged = token["CliToken"][:-4] + ("AAAA" if not token["CliToken"].endswith("AAAA")
+                                       else "BBBB")
+    for bad in (expired, other_environment, web_login, forged, "nonsense"):
+        answer = cli(hostname, bad, "dags list")
+        assert answer.status_code == 401, answer.text
+        assert "error" in answer.json()
+    assert httpx.post(f"http://{hostname}/aws_mwaa/cli", content="dags list").status_code == 401
+
+
+def test_disallowed_commands_and_injection_run_nothing(server: RunningAirgate,
+                                                      tmp_path: Path) -> None:
+    token = server.client().create_cli_token(Name=ENV)
+    marker = tmp_path / "injected"
+    for command in ("db reset -y", "users create -u x", f"dags list; touch {marker}",
+                    f"dags list && touch {marker}", f"variables set x $(touch {marker})"):
+        answer = cli(token["WebServerHostname"], token["CliToken"], command)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]
+    assert not marker.exists()
+
+
+def test_create_cli_token_needs_permission(server: RunningAirgate) -> None:
+    identities = server.airgate.identities
+    identities.create_user("no-cli")
+    identities.put_inline_policy("user", "no-cli", "invoke", role_policy(
+        {"Effect": "Allow", "Action": "airflow:InvokeRestApi",
+         "Resource": ROLE_ARN.format(env=ENV, role="Admin")}))
+    client = server.client(identities.create_access_key("no-cli"))
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        client.create_cli_token(Name=ENV)
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_the_front_serves_the_environments_airflow(server: RunningAirgate) -> None:
+    environment: dict[str, Any] = server.client().get_environment(Name=ENV)["Environment"]
+    hostname = server.client().create_cli_token(Name=ENV)["WebServerHostname"]
+    assert environment["WebserverUrl"] == f"http://{hostname}"
+    assert httpx.get(f"http://{hostname}/api/v2/version").status_code in (200, 401)
+    assert httpx.get(environment["WebserverUrl"], follow_redirects=True).status_code == 200
