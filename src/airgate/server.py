@@ -144,7 +144,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     if isinstance(runtime, LocalRuntime):
         tokens = EnvironmentTokens.load_or_create(settings.home / "keys" / "web-tokens.key")
         fronts = WebFronts(environments, tokens, runtime.web_port, runtime.api_url,
-                           runtime.run_airflow_cli, host=settings.host)
+                           runtime.run_airflow_cli, runtime.signing_key, host=settings.host)
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
                             rest_api, admission, fronts)
 

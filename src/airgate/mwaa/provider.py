@@ -177,6 +177,24 @@ class MwaaProvider:
         token = web.tokens.mint("cli", name, call.principal.airflow_identity)
         return {"CliToken": token, "WebServerHostname": hostname}
 
+    def create_web_login_token(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
+        """A 60-second, one-use token that signs the caller in to the environment's Airflow
+        UI at its WebServerHostname, with the Airflow role their policies allow."""
+        name = params["Name"]
+        record = call.environment
+        if record is None:
+            raise ResourceNotFoundException(f"Environment {name} was not found.")
+        web = self._web
+        hostname = web.hostname(record) if web is not None else None
+        if web is None or hostname is None or record.status not in _INVOCABLE:
+            raise ValidationException(f"Environment {name} is {record.status}: "
+                                      "CreateWebLoginToken needs an AVAILABLE environment")
+        identity = call.principal.airflow_identity
+        role = call.authorization.airflow_role or "Public"
+        return {"WebToken": web.tokens.mint("web-login", name, identity, role),
+                "WebServerHostname": hostname, "IamIdentity": call.principal.arn,
+                "AirflowIdentity": identity[:64]}
+
     # --- helpers -----------------------------------------------------------------------
 
     def _name_from_arn(self, arn: str) -> str:

@@ -1,6 +1,7 @@
 """What airgate serves at one environment's WebServerHostname: MWAA's CLI endpoint
-(`POST /aws_mwaa/cli`), and the environment's Airflow UI and REST API behind it, so that
-both share one origin as they do on MWAA.
+(`POST /aws_mwaa/cli`), its web login (`/aws_mwaa/aws-console-sso`, `/aws_mwaa/login`,
+`/pluginsv2/aws_mwaa/login`), and the environment's Airflow UI and REST API behind them, so
+that all share one origin as they do on MWAA.
 
 The CLI endpoint takes a CLI token from CreateCliToken as `Authorization: Bearer`, and an
 Airflow CLI command line as the body; it answers `{"stdout": <base64>, "stderr": <base64>}`
@@ -17,6 +18,7 @@ import logging
 import subprocess
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +29,9 @@ from airgate.web.cli_commands import CommandRefused, parse_command_line
 from airgate.web.tokens import EnvironmentTokens, TokenRefused
 
 CLI_PATH = "/aws_mwaa/cli"
+SSO_PATH = "/aws_mwaa/aws-console-sso"
+LOGIN_PATHS = ("/aws_mwaa/login", "/pluginsv2/aws_mwaa/login")  # Airflow 2's, Airflow 3's
+AIRFLOW_COOKIE = "_token"  # where Airflow 3's UI and API look for the signed-in user's JWT
 CLI_TIMEOUT = 60.0
 CLI_CONCURRENCY = 2
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -37,16 +42,44 @@ _NOT_FORWARDED = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
 _log = logging.getLogger("airgate.web")
 
 CliRunner = Callable[[list[str], float], subprocess.CompletedProcess[bytes]]
+_SIGNED_IN_PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url=/">
+<title>Signed in to Apache Airflow</title></head>
+<body><p>Signed in. <a href="/">Continue to Airflow</a>.</p></body></html>
+"""
+# (IAM identity, Airflow role) -> a JWT the environment's Airflow accepts for the UI, or
+# None for the Public role, which has no Airflow user.
+SessionMinter = Callable[[str, str], str | None]
+_SSO_PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Signing in to Apache Airflow</title></head>
+<body>
+<form id="login" method="post" action="/pluginsv2/aws_mwaa/login">
+<input type="hidden" name="token" id="token"></form>
+<p id="message">Signing in&hellip;</p>
+<noscript>Signing in needs JavaScript.</noscript>
+<script>
+const token = decodeURIComponent(window.location.hash.slice(1));
+history.replaceState(null, "", window.location.pathname);
+if (token) {
+  document.getElementById("token").value = token;
+  document.getElementById("login").submit();
+} else {
+  document.getElementById("message").textContent = "No login token in the address.";
+}
+</script>
+</body></html>
+"""
 
 
 class EnvironmentFront:
     """The ASGI app for one environment's WebServerHostname."""
 
     def __init__(self, environment: str, upstream: Callable[[], str | None],
-                 tokens: EnvironmentTokens, run_cli: CliRunner,
+                 tokens: EnvironmentTokens, run_cli: CliRunner, mint_session: SessionMinter,
                  cli_timeout: float = CLI_TIMEOUT,
                  cli_concurrency: int = CLI_CONCURRENCY) -> None:
         self.environment = environment
+        self._mint_session = mint_session
         self._upstream = upstream
         self._tokens = tokens
         self._run_cli = run_cli
@@ -62,6 +95,10 @@ class EnvironmentFront:
             if scope["path"] == CLI_PATH:
                 status, document = await self._cli(scope, receive)
                 await _send_json(send, status, document)
+            elif scope["path"] == SSO_PATH and scope["method"] == "GET":
+                await _send(send, 200, _SSO_PAGE, b"text/html; charset=utf-8")
+            elif scope["path"] in LOGIN_PATHS and scope["method"] == "POST":
+                await self._login(scope, receive, send)
             else:
                 await self._proxy(scope, receive, send)
 
@@ -115,6 +152,38 @@ class EnvironmentFront:
             "command": " ".join(argv[:2]), "exit_code": done.returncode}})
         return 200, {"stdout": base64.b64encode(done.stdout).decode(),
                      "stderr": base64.b64encode(done.stderr).decode()}
+
+    # --- web login -----------------------------------------------------------------------
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A web-login token from CreateWebLoginToken, posted as the form field `token`,
+        becomes a signed-in Airflow UI session: the `_token` cookie with a JWT for the
+        caller's identity and Airflow role, on a page that goes on to the UI."""
+        body = await _read_body(receive)
+        fields = parse_qs((body or b"").decode("latin-1"))
+        token = (fields.get("token") or [""])[0]
+        try:
+            claims = self._tokens.check(token, "web-login", self.environment)
+        except TokenRefused as refused:
+            await _send_json(send, 401, {"error": f"Can't sign in: {refused}"})
+            return
+        session = await run_in_threadpool(self._mint_session, claims.identity,
+                                          claims.airflow_role or "Public")
+        # 200 with the cookie and a page that moves on to the UI, rather than a redirect:
+        # clients that follow redirects (the Amazon provider's MwaaHook, with requests)
+        # read `_token` from the final response.
+        headers = [(b"content-type", b"text/html; charset=utf-8"),
+                   (b"content-length", str(len(_SIGNED_IN_PAGE)).encode()),
+                   (b"cache-control", b"no-store")]
+        if session is not None:
+            secure = "; Secure" if scope.get("scheme") == "https" else ""
+            headers.append((b"set-cookie", f"{AIRFLOW_COOKIE}={session}; Path=/; HttpOnly; "
+                                           f"SameSite=Lax{secure}".encode()))
+        _log.info("web login", extra={"fields": {
+            "environment": self.environment, "principal": claims.identity,
+            "airflow_role": claims.airflow_role}})
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": _SIGNED_IN_PAGE})
 
     # --- everything else: the environment's Airflow ----------------------------------------
 
@@ -183,9 +252,12 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 async def _send_json(send: Send, status: int, document: dict[str, Any]) -> None:
-    body = json.dumps(document).encode()
+    await _send(send, status, json.dumps(document).encode(), b"application/json")
+
+
+async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
+                "headers": [(b"content-type", content_type),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 

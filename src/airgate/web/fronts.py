@@ -17,13 +17,16 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from airgate.airflow.tokens import SigningKey
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
+from airgate.mwaa.rest_api import TOKEN_ROLES
 from airgate.web.front import EnvironmentFront
 from airgate.web.tokens import EnvironmentTokens
 
 # Statuses in which an environment's Airflow may be running, so its front should be up.
 SERVED_STATUSES = frozenset({"AVAILABLE", "UNAVAILABLE", "UPDATING", "UPDATE_FAILED"})
 STARTUP_TIMEOUT = 5.0
+SESSION_TTL = 12 * 3600  # how long a web login keeps the UI signed in
 _log = logging.getLogger("airgate.web")
 
 
@@ -40,12 +43,14 @@ class WebFronts:
                  upstream_of: Callable[[EnvironmentRecord], str | None],
                  run_cli: Callable[[str, list[str], float],
                                    subprocess.CompletedProcess[bytes]],
+                 signing_key_of: Callable[[str], SigningKey],
                  host: str = "127.0.0.1", interval: float = 1.0) -> None:
         self._store = store
         self.tokens = tokens
         self._port_of = port_of
         self._upstream_of = upstream_of
         self._run_cli = run_cli
+        self._signing_key_of = signing_key_of
         self._host = host
         self._interval = interval
         self._running: dict[str, _Running] = {}
@@ -105,7 +110,14 @@ class WebFronts:
         def run_cli(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
             return self._run_cli(name, argv, timeout)
 
-        front = EnvironmentFront(name, upstream, self.tokens, run_cli)
+        def mint_session(identity: str, airflow_role: str) -> str | None:
+            role = TOKEN_ROLES.get(airflow_role)
+            if role is None:  # Public: no Airflow user to sign in as
+                return None
+            return self._signing_key_of(name).mint(subject=identity, role=role,
+                                                   environment=name, ttl=SESSION_TTL)
+
+        front = EnvironmentFront(name, upstream, self.tokens, run_cli, mint_session)
         server = uvicorn.Server(uvicorn.Config(front, host=self._host, port=port,
                                                log_config=None, access_log=False,
                                                server_header=False, lifespan="on"))

@@ -1,5 +1,6 @@
-"""CreateCliToken and the CLI endpoint at the environment's WebServerHostname, against a real
-Airflow environment serving examples/dags."""
+"""What airgate serves at an environment's WebServerHostname: the CLI endpoint behind
+CreateCliToken, the web login behind CreateWebLoginToken, and the environment's Airflow;
+against a real Airflow environment serving examples/dags."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import botocore.exceptions
 import httpx
+import jwt
 import pytest
 
 from airgate.server import local_runtime
@@ -111,3 +113,80 @@ def test_the_front_serves_the_environments_airflow(server: RunningAirgate) -> No
     assert environment["WebserverUrl"] == f"http://{hostname}"
     assert httpx.get(f"http://{hostname}/api/v2/version").status_code in (200, 401)
     assert httpx.get(environment["WebserverUrl"], follow_redirects=True).status_code == 200
+
+
+# --- web login ------------------------------------------------------------------------------
+
+def web_login_client(server: RunningAirgate, name: str, role: str) -> Any:
+    identities = server.airgate.identities
+    identities.create_user(name)
+    identities.put_inline_policy("user", name, "login", role_policy(
+        {"Effect": "Allow", "Action": "airflow:CreateWebLoginToken",
+         "Resource": ROLE_ARN.format(env=ENV, role=role)}))
+    return server.client(identities.create_access_key(name))
+
+
+def sign_in(hostname: str, token: str, path: str = "/pluginsv2/aws_mwaa/login") -> httpx.Response:
+    return httpx.post(f"http://{hostname}{path}", data={"token": token}, timeout=30)
+
+
+def test_web_login_signs_in_once_as_the_iam_identity(server: RunningAirgate) -> None:
+    client = web_login_client(server, "web-op", "Op")
+    login = client.create_web_login_token(Name=ENV)
+    assert login["IamIdentity"] == "arn:aws:iam::000000000000:user/web-op"
+    assert login["AirflowIdentity"] == "user/web-op"
+    hostname = login["WebServerHostname"]
+
+    signed_in = sign_in(hostname, login["WebToken"])
+    assert signed_in.status_code == 200 and 'url=/"' in signed_in.text
+    session = signed_in.cookies["_token"]
+    claims = jwt.decode(session, options={"verify_signature": False})
+    assert (claims["sub"], claims["role"]) == ("user/web-op", "OP")
+    # The cookie is what Airflow's UI and API read: the user is signed in through the front.
+    with httpx.Client(base_url=f"http://{hostname}", cookies={"_token": session}) as browser:
+        assert browser.get("/api/v2/dags").status_code == 200
+        assert browser.get("/", follow_redirects=True).status_code == 200
+
+    assert sign_in(hostname, login["WebToken"]).status_code == 401  # used up
+    airflow2_path = sign_in(hostname, client.create_web_login_token(Name=ENV)["WebToken"],
+                            "/aws_mwaa/login")
+    assert airflow2_path.status_code == 200 and "_token" in airflow2_path.cookies
+
+
+def test_a_viewer_signed_in_may_not_trigger(server: RunningAirgate) -> None:
+    login = web_login_client(server, "web-viewer", "Viewer").create_web_login_token(Name=ENV)
+    session = sign_in(login["WebServerHostname"], login["WebToken"]).cookies["_token"]
+    with httpx.Client(base_url=f"http://{login['WebServerHostname']}",
+                      cookies={"_token": session}) as browser:
+        assert browser.get("/api/v2/dags").status_code == 200
+        trigger = browser.post("/api/v2/dags/any_bash_command/dagRuns",
+                               json={"logical_date": None})
+        assert trigger.status_code == 403
+
+
+def test_bad_web_login_tokens_are_refused(server: RunningAirgate) -> None:
+    fronts = server.airgate.fronts
+    assert fronts is not None
+    hostname = server.client().create_cli_token(Name=ENV)["WebServerHostname"]
+    for bad in (fronts.tokens.mint("web-login", ENV, "user/a", "Admin", now=time.time() - 90),
+                fronts.tokens.mint("web-login", "elsewhere", "user/a", "Admin"),
+                fronts.tokens.mint("cli", ENV, "user/a"), "forged", ""):
+        refused = sign_in(hostname, bad)
+        assert refused.status_code == 401 and "_token" not in refused.cookies
+
+
+def test_the_sso_page_posts_the_token_from_the_address(server: RunningAirgate) -> None:
+    hostname = server.client().create_cli_token(Name=ENV)["WebServerHostname"]
+    page = httpx.get(f"http://{hostname}/aws_mwaa/aws-console-sso", params={"login": "true"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'action="/pluginsv2/aws_mwaa/login"' in page.text and "location.hash" in page.text
+
+
+def test_web_login_needs_an_allowed_airflow_role(server: RunningAirgate) -> None:
+    identities = server.airgate.identities
+    identities.create_user("no-web")
+    client = server.client(identities.create_access_key("no-web"))
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        client.create_web_login_token(Name=ENV)
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "Airflow role" in refused.value.response["Error"]["Message"]
