@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support import UpstreamRuntime, create_environment_args, free_port
 
 from airgate import config
-from airgate.server import build, ensure_bootstrap_admin, uvicorn_config
+from airgate.listen import uvicorn_config
+from airgate.server import build, ensure_bootstrap_admin
 from bench.support import (
     percentile,
     pin_to_core,
@@ -88,7 +89,7 @@ def serve_airgate(home: Path, port: int, upstream_port: int) -> None:
     ensure_bootstrap_admin(settings, airgate.identities)
     airgate.provider.create(create_environment_args(ENV), datetime.datetime.now(datetime.UTC))
     airgate.start()
-    uvicorn.Server(uvicorn_config(airgate.app, settings)).run()
+    uvicorn.Server(uvicorn_config(airgate.app, settings.host, settings.port)).run()
 
 
 # --- the load generator ----------------------------------------------------------------------

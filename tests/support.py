@@ -19,13 +19,13 @@ import uvicorn
 
 from airgate import config
 from airgate.airflow.tokens import SigningKey
+from airgate.listen import uvicorn_config
 from airgate.server import (
     Airgate,
     RuntimeFactory,
     build,
     ensure_bootstrap_admin,
     record_only_runtime,
-    uvicorn_config,
 )
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -64,8 +64,10 @@ class RunningAirgate:
 
     def client(self, credentials: dict[str, str] | None = None, **config_args: Any) -> Any:
         """A real boto3 MWAA client for this server, as the administrator by default."""
+        tls = self.airgate.tls
         return mwaa_client(self.endpoint_url, credentials or self.admin,
-                           self.settings.region, **config_args)
+                           self.settings.region,
+                           verify=str(tls.ca_bundle) if tls else None, **config_args)
 
 
 def mwaa_client(endpoint_url: str, credentials: dict[str, str], region: str,
@@ -77,8 +79,9 @@ def mwaa_client(endpoint_url: str, credentials: dict[str, str], region: str,
         region_name=region,
     )
     retries = config_args.pop("retries", {"max_attempts": 1, "mode": "standard"})
+    verify = config_args.pop("verify", None)
     return session.client(
-        "mwaa", endpoint_url=endpoint_url,
+        "mwaa", endpoint_url=endpoint_url, verify=verify,
         config=botocore.config.Config(inject_host_prefix=False, retries=retries,
                                       **config_args),
     )
@@ -94,7 +97,8 @@ def running_airgate(home: Path, database_url: str | None = None,
     airgate = build(settings, runtime_factory or record_only_runtime)
     admin = ensure_bootstrap_admin(settings, airgate.identities)
     airgate.start()
-    server = uvicorn.Server(uvicorn_config(airgate.app, settings))
+    server = uvicorn.Server(uvicorn_config(airgate.app, settings.host, settings.port,
+                                           airgate.tls))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

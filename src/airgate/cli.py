@@ -200,7 +200,8 @@ def _run_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args, host=args.host, port=args.port, region=args.region,
                          account_id=args.account_id,
-                         airflow_database_url=args.airflow_database_url)
+                         airflow_database_url=args.airflow_database_url,
+                         tls=True if args.tls else None)
     dags = Path(args.dags) if args.dags else None
     if dags is not None and not dags.is_dir():
         print(f"airgate: --dags {dags} is not a folder", file=sys.stderr)
@@ -247,6 +248,9 @@ def _run_shellenv(args: argparse.Namespace) -> int:
         "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
         "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
     }
+    if endpoint.startswith("https://"):  # `airgate up --tls`: trust airgate's local CA
+        bundle = str(settings.tls_dir / "ca.pem")
+        variables.update(AWS_CA_BUNDLE=bundle, REQUESTS_CA_BUNDLE=bundle)
     for name, value in variables.items():
         print(f"export {name}={shlex.quote(value)}")
     print("unset AWS_SESSION_TOKEN AWS_PROFILE")
@@ -279,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "directly (edits are picked up within 30 s)")
     up.add_argument("--no-default-environment", action="store_true",
                     help="do not create the environment named 'default'")
+    up.add_argument("--tls", action="store_true",
+                    help="serve HTTPS with a local certificate authority (AIRGATE_TLS=1)")
     up.set_defaults(run=_run_up)
 
     logs = commands.add_parser("logs", help="print an environment's component logs",

@@ -42,6 +42,8 @@ class Settings:
     rest_api_burst: int = DEFAULT_REST_API_BURST
     # Airflow 3 versions offered besides the one installed with airgate (own virtualenvs).
     extra_airflow_versions: tuple[str, ...] = ()
+    # HTTPS for the API and every environment's front, from a local CA (airgate.tls).
+    tls: bool = False
 
     @property
     def effective_database_url(self) -> str:
@@ -72,9 +74,18 @@ class Settings:
         return self.home / "logs"
 
     @property
+    def tls_dir(self) -> Path:
+        """The local CA and the server certificate (`ca.pem` is what clients trust)."""
+        return self.home / "tls"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def endpoint_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def validate(self) -> Settings:
         if not re.fullmatch(r"\d{12}", self.account_id):
@@ -108,6 +119,7 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         rest_api_burst=int(_number(env, "AIRGATE_REST_API_BURST", DEFAULT_REST_API_BURST)),
         extra_airflow_versions=tuple(
             v.strip() for v in env.get("AIRGATE_AIRFLOW_VERSIONS", "").split(",") if v.strip()),
+        tls=env.get("AIRGATE_TLS", "").lower() in ("1", "true", "yes"),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:

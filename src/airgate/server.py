@@ -35,11 +35,13 @@ from airgate.environments.sources import BucketFolders, S3Objects, uses_s3
 from airgate.environments.store import EnvironmentStore
 from airgate.environments.versions import AirflowRuntimes
 from airgate.gateway import Gateway
+from airgate.listen import uvicorn_config
 from airgate.mwaa.admission import Admission
 from airgate.mwaa.provider import MwaaProvider
 from airgate.mwaa.rest_api import Endpoints, RestApiProxy
 from airgate.store.db import Database
 from airgate.store.generations import Generations
+from airgate.tls import TlsFiles, ensure_certificates
 from airgate.web.fronts import WebFronts
 from airgate.web.tokens import EnvironmentTokens
 
@@ -69,6 +71,7 @@ class Airgate:
     app: ASGIApp
     generations: Generations
     fronts: WebFronts | None = None  # each environment's WebServerHostname
+    tls: TlsFiles | None = None
 
     def start(self) -> None:
         """Keep the request path's caches fresh, and bring back the environments that were
@@ -129,7 +132,8 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
                                settings.extra_airflow_versions)
     return LocalRuntime(settings.home, store, sources=sources, runtimes=runtimes,
                         databases=MetadataDatabases(settings.airflow_database_url,
-                                                    installation_id(settings.home)))
+                                                    installation_id(settings.home)),
+                        web_scheme=settings.scheme)
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:
@@ -140,11 +144,13 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
                 if isinstance(runtime, Endpoints) else None)
     admission = Admission(settings.rest_api_concurrency, settings.rest_api_rate,
                           settings.rest_api_burst)
+    tls = ensure_certificates(settings.tls_dir, settings.host) if settings.tls else None
     fronts = None
     if isinstance(runtime, LocalRuntime):
         tokens = EnvironmentTokens.load_or_create(settings.home / "keys" / "web-tokens.key")
         fronts = WebFronts(environments, tokens, runtime.web_port, runtime.api_url,
-                           runtime.run_airflow_cli, runtime.signing_key, host=settings.host)
+                           runtime.run_airflow_cli, runtime.signing_key, host=settings.host,
+                           tls=tls)
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
                             rest_api, admission, fronts)
 
@@ -153,7 +159,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     router()  # load the service model now, not on the first request
     app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None)
     return Airgate(settings, db, identities, environments, runtime, provider, app, generations,
-                   fronts)
+                   fronts, tls)
 
 
 def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[str, str]:
@@ -243,15 +249,6 @@ def _announce_when_ready(airgate: Airgate, name: str, dags_folder: str) -> None:
     threading.Thread(target=wait, daemon=True).start()
 
 
-def uvicorn_config(app: ASGIApp, settings: Settings) -> Any:
-    """How airgate serves HTTP: uvloop and httptools when present (uvicorn picks them), no
-    access log of uvicorn's own (airgate writes one line per call itself)."""
-    import uvicorn
-
-    return uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                          access_log=False, server_header=False, lifespan="on")
-
-
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -265,12 +262,15 @@ def serve(settings: Settings, dags: Path | None = None, default_environment: boo
     ensure_bootstrap_admin(settings, airgate.identities)
     print(f"airgate listening on {settings.endpoint_url}", flush=True)
     print(f"state directory: {settings.home}", flush=True)
+    if airgate.tls is not None:
+        print(f"TLS: clients trust {airgate.tls.ca_bundle} (AWS_CA_BUNDLE, "
+              "REQUESTS_CA_BUNDLE; `airgate shellenv` sets them)", flush=True)
     print('credentials: eval "$(airgate shellenv)"', flush=True)
     airgate.start()
     if default_environment:
         folder = ensure_default_environment(airgate, dags)
         _announce_when_ready(airgate, DEFAULT_ENVIRONMENT, folder)
-    config = uvicorn_config(airgate.app, settings)
+    config = uvicorn_config(airgate.app, settings.host, settings.port, airgate.tls)
     # uvicorn stops on SIGTERM, then raises the signal again; its default action would end
     # the process before the environments are stopped below, leaving Airflow running.
     signal.signal(signal.SIGTERM, _exit_on_signal)

@@ -69,7 +69,8 @@ class Ports:
 def airflow_environment(name: str, spec: Mapping[str, Any], layout: EnvironmentLayout,
                         ports: Ports, dags_folder: str, fernet_key: str, interpreter: Path,
                         base_env: Mapping[str, str],
-                        database: Mapping[str, str] | None = None) -> dict[str, str]:
+                        database: Mapping[str, str] | None = None,
+                        web_scheme: str = "http") -> dict[str, str]:
     """The process environment every component of `name` runs with."""
     api_url = f"http://127.0.0.1:{ports.api}"
     env = {k: v for k, v in base_env.items()
@@ -88,7 +89,7 @@ def airflow_environment(name: str, spec: Mapping[str, Any], layout: EnvironmentL
         "api.host": "127.0.0.1",
         "api.port": str(ports.api),
         # Links and redirects in the UI name airgate's front, where users reach it.
-        "api.base_url": f"http://127.0.0.1:{ports.web}/",
+        "api.base_url": f"{web_scheme}://127.0.0.1:{ports.web}/",
         "api.workers": "1",
         "api_auth.jwt_private_key_path": str(layout.own_key),
         "api_auth.jwt_kid": OWN_KEY_ID,

@@ -68,8 +68,10 @@ class LocalRuntime:
     def __init__(self, home: Path, store: EnvironmentStore, *,
                  sources: BucketFolders | S3Objects, runtimes: AirflowRuntimes,
                  environ: Mapping[str, str] | None = None,
-                 databases: MetadataDatabases | None = None) -> None:
+                 databases: MetadataDatabases | None = None,
+                 web_scheme: str = "http") -> None:
         self._home = home
+        self._web_scheme = web_scheme  # how users reach the environment's front
         self._store = store
         self._sources = sources
         self._runtimes = runtimes
@@ -266,7 +268,7 @@ class LocalRuntime:
         env = airflow_environment(
             name, spec, layout, ports, self._dags_folder(spec, layout),
             layout.fernet_key.read_text().strip(), interpreter, self._environ,
-            self._databases.connections(name, layout))
+            self._databases.connections(name, layout), self._web_scheme)
 
         requirements = layout.root / "requirements.txt"
         if provision.fetch_object(self._sources, spec, "Requirements", requirements):
@@ -292,7 +294,8 @@ class LocalRuntime:
         group.start()
         # The UI as users reach it: through airgate's front, its WebServerHostname.
         self._store.set_runtime(name, {"Ports": ports.as_dict(),
-                                       "WebserverUrl": f"http://127.0.0.1:{ports.web}"})
+                                       "WebserverUrl":
+                                           f"{self._web_scheme}://127.0.0.1:{ports.web}"})
         self._await_healthy(name, group, ports.api)
 
     @staticmethod

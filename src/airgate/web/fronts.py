@@ -19,7 +19,9 @@ import uvicorn
 
 from airgate.airflow.tokens import SigningKey
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
+from airgate.listen import uvicorn_config
 from airgate.mwaa.rest_api import TOKEN_ROLES
+from airgate.tls import TlsFiles
 from airgate.web.front import EnvironmentFront
 from airgate.web.tokens import EnvironmentTokens
 
@@ -44,7 +46,9 @@ class WebFronts:
                  run_cli: Callable[[str, list[str], float],
                                    subprocess.CompletedProcess[bytes]],
                  signing_key_of: Callable[[str], SigningKey],
-                 host: str = "127.0.0.1", interval: float = 1.0) -> None:
+                 host: str = "127.0.0.1", interval: float = 1.0,
+                 tls: TlsFiles | None = None) -> None:
+        self._tls = tls
         self._store = store
         self.tokens = tokens
         self._port_of = port_of
@@ -118,9 +122,7 @@ class WebFronts:
                                                    environment=name, ttl=SESSION_TTL)
 
         front = EnvironmentFront(name, upstream, self.tokens, run_cli, mint_session)
-        server = uvicorn.Server(uvicorn.Config(front, host=self._host, port=port,
-                                               log_config=None, access_log=False,
-                                               server_header=False, lifespan="on"))
+        server = uvicorn.Server(uvicorn_config(front, self._host, port, self._tls))
         thread = threading.Thread(target=server.run, daemon=True, name=f"airgate-web-{name}")
         thread.start()
         self._running[name] = _Running(port, server, thread)

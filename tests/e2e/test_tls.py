@@ -1,0 +1,80 @@
+"""`airgate up --tls`: the MWAA API and every environment's front over HTTPS from airgate's
+local CA, so that clients which hard-code https:// (the Amazon provider's web-login
+fallback) work unchanged."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from airgate.server import local_runtime
+from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
+from tests.support import RunningAirgate, running_airgate
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ENV = "secure"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAirgate]:
+    home = tmp_path_factory.mktemp("tls") / "home"
+    shutil.copytree(EXAMPLES / "dags", home / "buckets" / "data-team" / "dags")
+    with running_airgate(home, runtime_factory=local_runtime, tls=True) as running:
+        admin = running.client()
+        admin.create_environment(**create_args(ENV))
+        wait_for_status(admin, ENV, "AVAILABLE")
+        wait_for(lambda: admin.invoke_rest_api(Name=ENV, Method="GET", Path="/dags")[
+            "RestApiResponse"]["total_entries"] == 2, 90, "the example DAGs to be parsed")
+        yield running
+
+
+def test_the_api_and_the_front_speak_https(server: RunningAirgate) -> None:
+    assert server.endpoint_url.startswith("https://")
+    tls = server.airgate.tls
+    assert tls is not None and tls.private_key.stat().st_mode & 0o777 == 0o600
+    environment = server.client().get_environment(Name=ENV)["Environment"]
+    assert environment["WebserverUrl"].startswith("https://")
+    token = server.client().create_cli_token(Name=ENV)
+    answer = httpx.post(f"https://{token['WebServerHostname']}/aws_mwaa/cli",
+                        content="version", verify=str(tls.ca_bundle), timeout=60,
+                        headers={"Authorization": f"Bearer {token['CliToken']}"})
+    assert answer.status_code == 200
+    assert base64.b64decode(answer.json()["stdout"]).decode().strip() == "3.3.2"
+    with pytest.raises(httpx.ConnectError):  # not trusted without airgate's CA
+        httpx.get(environment["WebserverUrl"])
+
+
+def test_mwaa_hook_local_web_token_over_tls(server: RunningAirgate, tmp_path: Path) -> None:
+    """The provider's fallback: CreateWebLoginToken, then https://{WebServerHostname}
+    /pluginsv2/aws_mwaa/login and the REST API with the session's JWT."""
+    tls = server.airgate.tls
+    assert tls is not None
+    script = ("import json\n"
+              "from airflow.providers.amazon.aws.hooks.mwaa import MwaaHook\n"
+              f"answer = MwaaHook().invoke_rest_api(env_name={ENV!r}, path='/dags', "
+              "method='GET', generate_local_token=True, airflow_version=3)\n"
+              "print(json.dumps(answer))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW"))}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW_CONN_AWS_DEFAULT="aws://",
+               AWS_ENDPOINT_URL_MWAA=server.endpoint_url,
+               AWS_DISABLE_HOST_PREFIX_INJECTION="true", AWS_DEFAULT_REGION="us-east-1",
+               AWS_ACCESS_KEY_ID=server.admin["AccessKeyId"],
+               AWS_SECRET_ACCESS_KEY=server.admin["SecretAccessKey"],
+               AWS_CA_BUNDLE=str(tls.ca_bundle), REQUESTS_CA_BUNDLE=str(tls.ca_bundle),
+               AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"RestApiStatusCode": 200' in done.stdout
+    assert '"total_entries": 2' in done.stdout
