@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,27 +16,18 @@ import httpx
 import jwt
 import pytest
 
-from airgate.server import local_runtime
+from tests.e2e.serving import examples_environment
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
-from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
-from tests.support import RunningAirgate, running_airgate
+from tests.support import RunningAirgate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ENV = "cli"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAirgate]:
-    home = tmp_path_factory.mktemp("cli") / "home"
-    shutil.copytree(EXAMPLES / "dags", home / "buckets" / "data-team" / "dags")
-    with running_airgate(home, runtime_factory=local_runtime) as running:
-        admin = running.client()
-        admin.create_environment(**create_args(ENV))
-        wait_for_status(admin, ENV, "AVAILABLE")
-        wait_for(lambda: admin.invoke_rest_api(Name=ENV, Method="GET", Path="/dags")[
-            "RestApiResponse"]["total_entries"] == 2, 90, "the example DAGs to be parsed")
+    with examples_environment(tmp_path_factory.mktemp("cli") / "home", ENV) as running:
         yield running
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from airgate.server import local_runtime
+from tests.e2e.serving import EXAMPLES, standard_aws_variables
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
 from tests.e2e.test_runtime import api_url, create_args, wait_for, wait_for_status
 from tests.storm import asset_event_storm
@@ -27,7 +27,6 @@ from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 
 ENV = "examples"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LAKE = "s3://airgate-example-lake/datalake"
 CALLERS = {"op-caller": "Op", "viewer-caller": "Viewer"}
 
@@ -56,25 +55,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningAi
         yield server, credentials
 
 
-def aws_environment(server: RunningAirgate, credentials: dict[str, str],
-                    scratch: Path) -> dict[str, str]:
-    """What a user of the examples sets: the standard AWS variables, nothing else."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW"))}
-    env.update(AWS_ENDPOINT_URL_MWAA=server.endpoint_url,
-               AWS_DISABLE_HOST_PREFIX_INJECTION="true", AWS_DEFAULT_REGION="us-east-1",
-               AWS_ACCESS_KEY_ID=credentials["AccessKeyId"],
-               AWS_SECRET_ACCESS_KEY=credentials["SecretAccessKey"],
-               AWS_CONFIG_FILE=str(scratch / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(scratch / "none"))
-    return env
-
-
 def run_example(served: tuple[RunningAirgate, dict[str, Any]], caller: str, scratch: Path,
                 script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     server, credentials = served
+    variables = standard_aws_variables(server, credentials[caller], scratch)
     return subprocess.run([sys.executable, str(EXAMPLES / script), *args],
-                          env={**aws_environment(server, credentials[caller], scratch), **env},
-                          capture_output=True, text=True, timeout=300)
+                          env={**variables, **env}, capture_output=True, text=True,
+                          timeout=300)
 
 
 def airflow(server: RunningAirgate, environment: str = ENV) -> httpx.Client:
@@ -173,7 +160,7 @@ def lambda_invocations(served: tuple[RunningAirgate, dict[str, Any]], scratch: P
     server, credentials = served
     done = subprocess.run([sys.executable, "-c", script, *keys], capture_output=True,
                           text=True, timeout=120,
-                          env={**aws_environment(server, credentials["op-caller"], scratch),
+                          env={**standard_aws_variables(server, credentials["op-caller"], scratch),
                                "MWAA_ENVIRONMENT": ENV})
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == len(keys)

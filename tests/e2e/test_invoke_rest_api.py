@@ -18,6 +18,7 @@ import pytest
 
 from airgate.environments.local import LocalRuntime
 from airgate.server import local_runtime
+from tests.e2e.serving import standard_aws_variables
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
 from tests.support import RunningAirgate, running_airgate
 
@@ -275,13 +276,7 @@ def test_amazon_providers_mwaa_hook(served: tuple[RunningAirgate, dict[str, Any]
               f"answer = MwaaHook().invoke_rest_api(env_name={ENV!r}, path='/dags', "
               "method='GET', query_params={'limit': 5})\n"
               "print(json.dumps(answer))\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW"))}
-    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW_CONN_AWS_DEFAULT="aws://",
-               AWS_ENDPOINT_URL_MWAA=server.endpoint_url, AWS_DISABLE_HOST_PREFIX_INJECTION="true",
-               AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID=server.admin["AccessKeyId"],
-               AWS_SECRET_ACCESS_KEY=server.admin["SecretAccessKey"],
-               AWS_CONFIG_FILE=str(tmp_path / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    env = standard_aws_variables(server, server.admin, tmp_path)
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

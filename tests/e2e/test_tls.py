@@ -5,8 +5,6 @@ fallback) work unchanged."""
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,26 +13,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airgate.server import local_runtime
-from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
-from tests.support import RunningAirgate, running_airgate
+from tests.e2e.serving import examples_environment, standard_aws_variables
+from tests.support import RunningAirgate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ENV = "secure"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAirgate]:
-    home = tmp_path_factory.mktemp("tls") / "home"
-    shutil.copytree(EXAMPLES / "dags", home / "buckets" / "data-team" / "dags")
-    with running_airgate(home, runtime_factory=local_runtime, tls=True) as running:
-        admin = running.client()
-        admin.create_environment(**create_args(ENV))
-        wait_for_status(admin, ENV, "AVAILABLE")
-        wait_for(lambda: admin.invoke_rest_api(Name=ENV, Method="GET", Path="/dags")[
-            "RestApiResponse"]["total_entries"] == 2, 90, "the example DAGs to be parsed")
+    with examples_environment(tmp_path_factory.mktemp("tls") / "home", ENV,
+                              tls=True) as running:
         yield running
 
 
@@ -64,16 +54,8 @@ def test_mwaa_hook_local_web_token_over_tls(server: RunningAirgate, tmp_path: Pa
               f"answer = MwaaHook().invoke_rest_api(env_name={ENV!r}, path='/dags', "
               "method='GET', generate_local_token=True, airflow_version=3)\n"
               "print(json.dumps(answer))\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW"))}
-    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW_CONN_AWS_DEFAULT="aws://",
-               AWS_ENDPOINT_URL_MWAA=server.endpoint_url,
-               AWS_DISABLE_HOST_PREFIX_INJECTION="true", AWS_DEFAULT_REGION="us-east-1",
-               AWS_ACCESS_KEY_ID=server.admin["AccessKeyId"],
-               AWS_SECRET_ACCESS_KEY=server.admin["SecretAccessKey"],
-               AWS_CA_BUNDLE=str(tls.ca_bundle), REQUESTS_CA_BUNDLE=str(tls.ca_bundle),
-               AWS_CONFIG_FILE=str(tmp_path / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          env=standard_aws_variables(server, server.admin, tmp_path),
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"RestApiStatusCode": 200' in done.stdout
