@@ -28,6 +28,7 @@ from tests.storm import asset_event_storm
 from tests.support import POSTGRES_ADMIN_URL, free_port, mwaa_client
 
 from bench.invoke_rest_api import EXAMPLE_DAGS, start_airgate
+from bench.support import print_table
 
 ENV = "storm-bench"
 LAKE = "s3://airgate-example-lake/datalake"
@@ -120,11 +121,7 @@ def main() -> None:
         ("DAG runs created by the scheduler", f"{figures['runs']} "
                                               f"({figures['runs_failed']} not successful)"),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'measure':<{width}} | value |")
-    print(f"| {'-' * width} | --- |")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
+    print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

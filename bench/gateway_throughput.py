@@ -38,6 +38,7 @@ from airgate.server import build, ensure_bootstrap_admin
 from bench.support import (
     percentile,
     pin_to_core,
+    print_table,
     sequential_latency,
     signed_invoke_bytes,
     throughput,
@@ -183,10 +184,7 @@ def main() -> None:
          f"{figures['load_p50']:.2f} / {figures['load_p99']:.2f}"),
         ("non-200 answers under load", f"{figures['errors']:.0f}"),
     ]
-    print(f"| {'measure':<48} | {'value':<20} |")
-    print(f"| {'-' * 48} | {'-' * 20} |")
-    for name, value in rows:
-        print(f"| {name:<48} | {value:<20} |")
+    print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

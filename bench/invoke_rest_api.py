@@ -40,6 +40,7 @@ from bench import gateway_throughput
 from bench.support import (
     exchange,
     percentile,
+    print_table,
     sequential_latency,
     signed_invoke_bytes,
     throughput,
@@ -227,11 +228,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
         ("trivial upstream: signed requests/s on one core (target >= 2000)",
          f"{trivial['per_second']:.0f}"),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'measure':<{width}} | value |")
-    print(f"| {'-' * width} | --- |")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
+    print_table(rows)
     print("\nAirflow api-server alone, GET /dags, closed-loop callers:")
     print("| callers | requests/s | p50 ms | p99 ms |")
     print("| --- | --- | --- | --- |")

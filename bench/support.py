@@ -19,6 +19,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def print_table(rows: list[tuple[str, str]]) -> None:
+    """A two-column Markdown table of measures, as the README shows them."""
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'measure':<{width}} | value |")
+    print(f"| {'-' * width} | --- |")
+    for name, value in rows:
+        print(f"| {name:<{width}} | {value} |")
+
+
 def pin_to_core(core: int) -> None:
     """Run this process on one core only (when the machine has it)."""
     if hasattr(os, "sched_setaffinity") and core < (os.cpu_count() or 1):

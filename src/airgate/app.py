@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from airgate.asgi import MAX_BODY_BYTES, BodyTooLarge, read_body, serve_lifespan
 from airgate.auth.sigv4 import SignedRequest
 from airgate.aws.protocol import Response, serialize_error
 from airgate.call import CallRecord
@@ -25,32 +26,7 @@ from airgate.errors import (
 from airgate.gateway import Gateway
 from airgate.logs import ACCESS_LOGGER, log_fields
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
 _access_log = logging.getLogger(ACCESS_LOGGER)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-            raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _signed_request(scope: Scope, body: bytes) -> SignedRequest:
@@ -73,20 +49,9 @@ def create_app(gateway: Gateway,
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+            await serve_lifespan(receive, send, on_shutdown)
         elif scope["type"] == "http":
             await http(scope, receive, send)
-
-    async def lifespan(receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if on_shutdown is not None:
-                    await on_shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def http(scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -115,7 +80,7 @@ def create_app(gateway: Gateway,
     async def respond(scope: Scope, receive: Receive, source_ip: str,
                       record: CallRecord) -> Response:
         try:
-            body = await _read_body(scope, receive)
+            body = await read_body(scope, receive)
             signed = _signed_request(scope, body)
             secure = scope.get("scheme") == "https"
             return await gateway.handle(signed, source_ip, secure, record)

@@ -5,6 +5,7 @@ fallback) work unchanged."""
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,7 +37,8 @@ def test_the_api_and_the_front_speak_https(server: RunningAirgate) -> None:
     assert environment["WebserverUrl"].startswith("https://")
     token = server.client().create_cli_token(Name=ENV)
     answer = httpx.post(f"https://{token['WebServerHostname']}/aws_mwaa/cli",
-                        content="version", verify=str(tls.ca_bundle), timeout=60,
+                        content="version", timeout=60,
+                        verify=ssl.create_default_context(cafile=tls.ca_bundle),
                         headers={"Authorization": f"Bearer {token['CliToken']}"})
     assert answer.status_code == 200
     assert base64.b64decode(answer.json()["stdout"]).decode().strip() == "3.3.2"

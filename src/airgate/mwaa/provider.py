@@ -165,22 +165,25 @@ class MwaaProvider:
     def create_cli_token(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         """A 60-second token for running Airflow CLI commands at the environment's
         WebServerHostname (`POST /aws_mwaa/cli`), as the caller."""
-        name = params["Name"]
-        record = call.environment
-        if record is None:
-            raise ResourceNotFoundException(f"Environment {name} was not found.")
-        web = self._web
-        hostname = web.hostname(record) if web is not None else None
-        if web is None or hostname is None or record.status not in _INVOCABLE:
-            raise ValidationException(f"Environment {name} is {record.status}: "
-                                      "CreateCliToken needs an AVAILABLE environment")
-        token = web.tokens.mint("cli", name, call.principal.airflow_identity)
+        web, hostname = self._front(params["Name"], call, "CreateCliToken")
+        token = web.tokens.mint("cli", params["Name"], call.principal.airflow_identity)
         return {"CliToken": token, "WebServerHostname": hostname}
 
     def create_web_login_token(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         """A 60-second, one-use token that signs the caller in to the environment's Airflow
         UI at its WebServerHostname, with the Airflow role their policies allow."""
-        name = params["Name"]
+        web, hostname = self._front(params["Name"], call, "CreateWebLoginToken")
+        identity = call.principal.airflow_identity
+        role = call.authorization.airflow_role or "Public"
+        return {"WebToken": web.tokens.mint("web-login", params["Name"], identity, role),
+                "WebServerHostname": hostname, "IamIdentity": call.principal.arn,
+                "AirflowIdentity": identity[:64]}
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _front(self, name: str, call: Call, operation: str) -> tuple[WebAccess, str]:
+        """The token issuer and WebServerHostname of a running environment, or the error
+        MWAA gives for a missing or not running one."""
         record = call.environment
         if record is None:
             raise ResourceNotFoundException(f"Environment {name} was not found.")
@@ -188,14 +191,8 @@ class MwaaProvider:
         hostname = web.hostname(record) if web is not None else None
         if web is None or hostname is None or record.status not in _INVOCABLE:
             raise ValidationException(f"Environment {name} is {record.status}: "
-                                      "CreateWebLoginToken needs an AVAILABLE environment")
-        identity = call.principal.airflow_identity
-        role = call.authorization.airflow_role or "Public"
-        return {"WebToken": web.tokens.mint("web-login", name, identity, role),
-                "WebServerHostname": hostname, "IamIdentity": call.principal.arn,
-                "AirflowIdentity": identity[:64]}
-
-    # --- helpers -----------------------------------------------------------------------
+                                      f"{operation} needs an AVAILABLE environment")
+        return web, hostname
 
     def _name_from_arn(self, arn: str) -> str:
         name = environment_name_from_arn(arn, self._region, self._account)

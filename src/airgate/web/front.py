@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from airgate.asgi import MAX_BODY_BYTES, BodyTooLarge, read_body, serve_lifespan
 from airgate.web.cli_commands import CommandRefused, parse_command_line
 from airgate.web.tokens import EnvironmentTokens, TokenRefused
 
@@ -34,7 +35,6 @@ LOGIN_PATHS = ("/aws_mwaa/login", "/pluginsv2/aws_mwaa/login")  # Airflow 2's, A
 AIRFLOW_COOKIE = "_token"  # where Airflow 3's UI and API look for the signed-in user's JWT
 CLI_TIMEOUT = 60.0
 CLI_CONCURRENCY = 2
-MAX_BODY_BYTES = 8 * 1024 * 1024
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy sets itself.
 _NOT_FORWARDED = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
                             b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
@@ -90,7 +90,7 @@ class EnvironmentFront:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send, self._close)
         elif scope["type"] == "http":
             if scope["path"] == CLI_PATH:
                 status, document = await self._cli(scope, receive)
@@ -102,16 +102,9 @@ class EnvironmentFront:
             else:
                 await self._proxy(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self._session is not None:
-                    await self._session.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def _close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     # --- the CLI endpoint ------------------------------------------------------------------
 
@@ -126,8 +119,9 @@ class EnvironmentFront:
             claims = self._tokens.check(authorization[7:].strip(), "cli", self.environment)
         except TokenRefused as refused:
             return 401, {"error": str(refused)}
-        body = await _read_body(receive)
-        if body is None:
+        try:
+            body = await read_body(scope, receive)
+        except BodyTooLarge:
             return 413, {"error": f"Command line larger than {MAX_BODY_BYTES} bytes"}
         try:
             argv = parse_command_line(body.decode("utf-8"))
@@ -159,8 +153,12 @@ class EnvironmentFront:
         """A web-login token from CreateWebLoginToken, posted as the form field `token`,
         becomes a signed-in Airflow UI session: the `_token` cookie with a JWT for the
         caller's identity and Airflow role, on a page that goes on to the UI."""
-        body = await _read_body(receive)
-        fields = parse_qs((body or b"").decode("latin-1"))
+        try:
+            body = await read_body(scope, receive)
+        except BodyTooLarge:
+            await _send_json(send, 413, {"error": "Request body too large"})
+            return
+        fields = parse_qs(body.decode("latin-1"))
         token = (fields.get("token") or [""])[0]
         try:
             claims = self._tokens.check(token, "web-login", self.environment)
@@ -193,8 +191,9 @@ class EnvironmentFront:
             await _send_json(send, 503, {"error": f"Environment {self.environment} is not "
                                                   "running"})
             return
-        body = await _read_body(receive)
-        if body is None:
+        try:
+            body = await read_body(scope, receive)
+        except BodyTooLarge:
             await _send_json(send, 413, {"error": "Request body too large"})
             return
         target = base + scope.get("raw_path", scope["path"].encode()).decode("latin-1")
@@ -232,23 +231,6 @@ def _header(scope: Scope, name: bytes) -> str:
         if key == name:
             return str(value.decode("latin-1"))
     return ""
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None if it is over the limit."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 async def _send_json(send: Send, status: int, document: dict[str, Any]) -> None:
