@@ -15,7 +15,18 @@ import botocore.exceptions
 import httpx
 import jwt
 import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.expected_conditions import (
+    element_to_be_clickable as clickable,
+)
+from selenium.webdriver.support.expected_conditions import (
+    visibility_of_element_located as visible,
+)
+from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.browser import headless_chromium, screenshot
 from tests.e2e.serving import examples_environment
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
 from tests.support import RunningAirgate
@@ -180,3 +191,82 @@ def test_web_login_needs_an_allowed_airflow_role(server: RunningAirgate) -> None
         client.create_web_login_token(Name=ENV)
     assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
     assert "Airflow role" in refused.value.response["Error"]["Message"]
+
+
+# --- web login in a real browser ------------------------------------------------------------
+
+def sso_url(login: dict[str, Any]) -> str:
+    """The address the MWAA console opens for "Open Airflow UI"."""
+    return (f"http://{login['WebServerHostname']}/aws_mwaa/aws-console-sso?login=true"
+            f"#{login['WebToken']}")
+
+
+def signed_in_as(driver: webdriver.Chrome) -> str:
+    """The user Airflow's UI says is signed in, from its user menu."""
+    waiting(driver).until(visible((By.XPATH, "//button[@aria-label='User']"))).click()
+    waiting(driver).until(visible((By.XPATH, "//*[contains(text(), 'Signed in as')]")))
+    page = driver.find_element(By.TAG_NAME, "body")
+    menu = page.text[page.text.index("Signed in as"):]
+    page.send_keys(Keys.ESCAPE)
+    return menu.splitlines()[1]
+
+
+def waiting(driver: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
+    return WebDriverWait(driver, 30)
+
+
+def test_a_browser_signs_in_through_the_console_link_and_sees_the_dags(
+        server: RunningAirgate) -> None:
+    login = web_login_client(server, "browser-op", "Op").create_web_login_token(Name=ENV)
+    with headless_chromium("web-login-op") as driver:
+        driver.get(sso_url(login))
+        waiting(driver).until(visible((By.XPATH, "//*[text()='Welcome']")))
+        assert driver.current_url == f"http://{login['WebServerHostname']}/"  # token gone
+        assert "user/browser-op" in signed_in_as(driver)
+
+        driver.get(f"http://{login['WebServerHostname']}/dags")
+        for dag_id in ("any_bash_command", "data_aware_pipeline"):
+            waiting(driver).until(visible((By.LINK_TEXT, dag_id)))
+        screenshot(driver, "web-login-op-dags")
+
+        # Op may trigger: the UI's own trigger form makes a run as the IAM identity.
+        trigger_from_the_ui(driver, login["WebServerHostname"])
+        waiting(driver).until(lambda _: any(
+            run["triggering_user_name"] == "user/browser-op"
+            for run in runs_of("any_bash_command", server)))
+
+    # The token was used up by the first sign-in.
+    with headless_chromium("web-login-reused") as again:
+        again.get(sso_url(login))
+        waiting(again).until(visible((By.XPATH, "//*[contains(text(), 'Can')]")))
+        assert "_token" not in {cookie["name"] for cookie in again.get_cookies()}
+
+
+def test_a_viewer_in_the_browser_may_not_trigger(server: RunningAirgate) -> None:
+    login = web_login_client(server, "browser-viewer", "Viewer").create_web_login_token(
+        Name=ENV)
+    with headless_chromium("web-login-viewer") as driver:
+        driver.get(sso_url(login))
+        waiting(driver).until(visible((By.XPATH, "//*[text()='Welcome']")))
+        assert "user/browser-viewer" in signed_in_as(driver)
+        trigger_from_the_ui(driver, login["WebServerHostname"])
+        # Airflow's UI reports the refusal in the form or in a toast, depending on timing.
+        waiting(driver).until(visible(
+            (By.XPATH, "//*[text()='403 Forbidden' or text()='Access Denied']")))
+        screenshot(driver, "web-login-viewer-trigger-refused")
+    assert not [run for run in runs_of("any_bash_command", server)
+                if run["triggering_user_name"] == "user/browser-viewer"]
+
+
+def trigger_from_the_ui(driver: webdriver.Chrome, hostname: str) -> None:
+    driver.get(f"http://{hostname}/dags/any_bash_command")
+    waiting(driver).until(clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))
+                          ).click()
+    waiting(driver).until(clickable(
+        (By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']"))).click()
+
+
+def runs_of(dag_id: str, server: RunningAirgate) -> list[dict[str, Any]]:
+    answer = server.client().invoke_rest_api(Name=ENV, Method="GET",
+                                             Path=f"/dags/{dag_id}/dagRuns")
+    return list(answer["RestApiResponse"]["dag_runs"])
