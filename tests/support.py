@@ -4,6 +4,7 @@ PostgreSQL database per test run."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import threading
 import time
@@ -140,7 +141,9 @@ class UpstreamRuntime:
                                runtime={"Ports": {"api": self._upstream_port}})
 
     def begin_update(self, environment: Any, previous_spec: dict[str, Any]) -> None:
-        return None
+        last_update = {**(environment.last_update or {}), "Status": "SUCCESS"}
+        self._store.transition(environment.name, allowed_from=None, status="AVAILABLE",
+                               last_update=last_update)
 
     def begin_delete(self, environment: Any) -> None:
         self._store.remove(environment.name)
@@ -204,3 +207,59 @@ class ScriptedRuntime:
         self._store.transition(name, allowed_from=None, status=status,
                                last_update=last_update,
                                runtime={"WebserverUrl": f"http://127.0.0.1:1/{name}"})
+
+
+class TrivialUpstream(http.server.ThreadingHTTPServer):
+    """An environment's REST API stand-in: answers every request with `{}` and records what
+    reached it; requests to /api/v2/slow wait until `release` is set."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _UpstreamHandler)
+        self.release = threading.Event()
+        self.slow_started = threading.Event()
+        self.received: list[tuple[str, str, dict[str, str]]] = []  # method, target, headers
+
+    @property
+    def requests(self) -> int:
+        return len(self.received)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
+    server: TrivialUpstream
+
+    def _answer(self) -> None:
+        self.server.received.append((self.command, self.path, dict(self.headers.items())))
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if self.path.startswith("/api/v2/slow"):
+            self.server.slow_started.set()
+            self.server.release.wait(timeout=30)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def trivial_upstream() -> Iterator[TrivialUpstream]:
+    server = TrivialUpstream()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        server.shutdown()

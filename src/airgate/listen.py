@@ -1,21 +1,70 @@
 """How airgate listens: one uvicorn configuration for the MWAA API and every environment's
-front, plain or TLS."""
+front, plain or TLS, with an HTTP protocol that bounds the request head and answers
+malformed HTTP with an error AWS clients can parse."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from airgate.tls import TlsFiles
 
+# The request line and headers together; AWS's front ends refuse far smaller heads, and
+# without a bound the HTTP parser would buffer any amount.
+MAX_REQUEST_HEAD_BYTES = 64 * 1024
+
+
+class RequestHeadTooLarge(Exception):
+    pass
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, but a request head over MAX_REQUEST_HEAD_BYTES is
+    refused, and any request the parser can't read gets a JSON `ValidationException`
+    (what botocore and the other SDKs parse) instead of a plain-text 400."""
+
+    _head_bytes = 0
+    _refusal = "The request is not valid HTTP/1.1."
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_REQUEST_HEAD_BYTES:
+            self._refusal = (f"The request line and headers are larger than "
+                             f"{MAX_REQUEST_HEAD_BYTES} bytes.")
+            raise RequestHeadTooLarge(self._refusal)
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"message": self._refusal}).encode()
+        self.transport.write(b"".join([
+            b"HTTP/1.1 400 Bad Request\r\n",
+            b"content-type: application/json\r\n",
+            b"x-amzn-errortype: ValidationException\r\n",
+            b"content-length: ", str(len(body)).encode(), b"\r\n",
+            b"connection: close\r\n\r\n", body]))
+        self.transport.close()
+
 
 def uvicorn_config(app: ASGIApp, host: str, port: int, tls: TlsFiles | None = None) -> Any:
-    """How airgate serves HTTP(S): uvloop and httptools when present (uvicorn picks them),
-    no access log of uvicorn's own (airgate writes one line per call itself)."""
+    """How airgate serves HTTP(S): uvloop when present, the bounded httptools protocol, no
+    access log of uvicorn's own (airgate writes one line per call itself)."""
     import uvicorn
 
     return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                          server_header=False, lifespan="on",
+                          server_header=False, lifespan="on", http=BoundedHttpProtocol,
                           ssl_certfile=str(tls.certificate) if tls else None,
                           ssl_keyfile=str(tls.private_key) if tls else None)

@@ -6,8 +6,6 @@ so these tests run without Airflow."""
 from __future__ import annotations
 
 import concurrent.futures
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,55 +15,23 @@ import pytest
 
 from tests.support import (
     RunningAirgate,
+    TrivialUpstream,
     UpstreamRuntime,
     create_environment_args,
     running_airgate,
+    trivial_upstream,
 )
 
 pytestmark = pytest.mark.e2e
 
 
-class Upstream(http.server.ThreadingHTTPServer):
-    """Answers every request with `{}`; requests to /api/v2/slow wait until released."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.release = threading.Event()
-        self.slow_started = threading.Event()
-        self.requests = 0
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: Upstream
-
-    def do_GET(self) -> None:
-        self.server.requests += 1
-        if self.path.startswith("/api/v2/slow"):
-            self.server.slow_started.set()
-            self.server.release.wait(timeout=30)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.release.set()
-    server.shutdown()
+def upstream() -> Iterator[TrivialUpstream]:
+    with trivial_upstream() as server:
+        yield server
 
 
-def serving(tmp_path: Path, upstream: Upstream, **admission: Any) -> Any:
+def serving(tmp_path: Path, upstream: TrivialUpstream, **admission: Any) -> Any:
     return running_airgate(tmp_path, runtime_factory=UpstreamRuntime.factory(
         upstream.server_address[1]), **admission)
 
@@ -76,7 +42,8 @@ def invoke(server: RunningAirgate, path: str = "/version", **config: Any) -> dic
     return result
 
 
-def test_calls_over_the_rate_are_throttled_with_429(tmp_path: Path, upstream: Upstream) -> None:
+def test_calls_over_the_rate_are_throttled_with_429(tmp_path: Path,
+                                                    upstream: TrivialUpstream) -> None:
     with serving(tmp_path, upstream, rest_api_rate=0.5, rest_api_burst=3) as server:
         server.client().create_environment(**create_environment_args("env"))
         for _ in range(3):
@@ -91,7 +58,7 @@ def test_calls_over_the_rate_are_throttled_with_429(tmp_path: Path, upstream: Up
 
 
 @pytest.mark.parametrize("mode", ["standard", "adaptive"])
-def test_botocore_retry_modes_ride_out_the_throttling(tmp_path: Path, upstream: Upstream,
+def test_botocore_retry_modes_ride_out_the_throttling(tmp_path: Path, upstream: TrivialUpstream,
                                                       mode: str) -> None:
     with serving(tmp_path, upstream, rest_api_rate=20, rest_api_burst=2) as server:
         server.client().create_environment(**create_environment_args("env"))
@@ -102,7 +69,7 @@ def test_botocore_retry_modes_ride_out_the_throttling(tmp_path: Path, upstream: 
         assert sum(r["ResponseMetadata"]["RetryAttempts"] for r in results) > 0
 
 
-def test_calls_in_flight_are_bounded(tmp_path: Path, upstream: Upstream) -> None:
+def test_calls_in_flight_are_bounded(tmp_path: Path, upstream: TrivialUpstream) -> None:
     with serving(tmp_path, upstream, rest_api_concurrency=1) as server:
         server.client().create_environment(**create_environment_args("env"))
         with concurrent.futures.ThreadPoolExecutor(1) as pool:

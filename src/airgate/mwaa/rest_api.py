@@ -57,6 +57,8 @@ def check_path(path: str) -> str:
         problems.append("must start with a single '/'")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in path):
         problems.append("must not contain spaces or control characters")
+    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in unquote(path)):
+        problems.append("must not contain percent-encoded control characters")
     if "\\" in path:
         problems.append("must not contain backslashes")
     if "?" in path or "#" in path:
