@@ -9,6 +9,8 @@ import pytest
 
 from tests.support import RunningAirgate, postgres_database, running_airgate
 
+pytest_plugins = ["tests.leak_scan"]  # after the run: no secret in any log or error answer
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,8 +100,8 @@ def running_airgate(home: Path, database_url: str | None = None,
     airgate = build(settings, runtime_factory or record_only_runtime)
     admin = ensure_bootstrap_admin(settings, airgate.identities)
     airgate.start()
-    server = uvicorn.Server(uvicorn_config(airgate.app, settings.host, settings.port,
-                                           airgate.tls))
+    app = ErrorResponseRecorder(airgate.app, home / "logs" / "error-responses.log")
+    server = uvicorn.Server(uvicorn_config(app, settings.host, settings.port, airgate.tls))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -113,6 +115,42 @@ def running_airgate(home: Path, database_url: str | None = None,
         server.should_exit = True
         thread.join(timeout=10)
         airgate.close()
+
+
+class ErrorResponseRecorder:
+    """Keeps every error response the server sends, one JSON line each, for the secret scan
+    at the end of the run (tests.leak_scan)."""
+
+    def __init__(self, app: Any, path: Path) -> None:
+        self.app, self.path = app, path
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+        body: list[bytes] = []
+
+        async def recording(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and status >= 400:
+                body.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    self._write(scope, status, b"".join(body))
+            await send(message)
+
+        await self.app(scope, receive, recording)
+
+    def _write(self, scope: Any, status: int, body: bytes) -> None:
+        line = json.dumps({"method": scope["method"], "path": scope["path"], "status": status,
+                           "body": body.decode("utf-8", "replace")})
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as file:
+                file.write(line + "\n")
 
 
 class UpstreamRuntime:
@@ -211,7 +249,8 @@ class ScriptedRuntime:
 
 class TrivialUpstream(http.server.ThreadingHTTPServer):
     """An environment's REST API stand-in: answers every request with `{}` and records what
-    reached it; requests to /api/v2/slow wait until `release` is set."""
+    reached it; requests to /api/v2/slow wait until `release` is set, and
+    /api/v2/status/CODE?say=TEXT answers CODE with `{"detail": TEXT}`."""
 
     daemon_threads = True
 
@@ -241,11 +280,17 @@ class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/api/v2/slow"):
             self.server.slow_started.set()
             self.server.release.wait(timeout=30)
-        self.send_response(200)
+        status, body = 200, b"{}"
+        url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/api/v2/status/"):
+            status = int(url.path.rsplit("/", 1)[1])
+            said = urllib.parse.parse_qs(url.query).get("say", [""])[0]
+            body = json.dumps({"detail": said}).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"{}")
+        self.wfile.write(body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 

@@ -13,6 +13,7 @@ import datetime
 import json
 import string
 import urllib.parse
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 
 from tests.browser import ARTIFACTS
 from tests.e2e.test_authentication import sign
+from tests.leak_scan import remember_canary
 from tests.support import (
     RunningAirgate,
     TrivialUpstream,
@@ -375,6 +377,35 @@ def test_a_huge_body_is_refused_without_reading_it_all(target: Target) -> None:
                          + b"a" * (64 * 1024 * 1024) + b'"}')
     assert_refused_changed_nothing(target, before, answer)
     assert answer.headers["x-amzn-errortype"] == "RequestEntityTooLargeException"
+
+
+def test_bodies_and_airflow_answers_are_not_echoed_in_errors(target: Target) -> None:
+    """Request Bodies and RestApiResponses carry users' data: no error message repeats them
+    (the end-of-run scan in tests.leak_scan also looks for these canaries in every log)."""
+    body_canary = remember_canary(f"body-canary-{uuid.uuid4().hex}")
+    answer_canary = remember_canary(f"answer-canary-{uuid.uuid4().hex}")
+    calls = [
+        {"Method": "POST", "Path": "/variables", "Body": {"key": "k", "value": body_canary}},
+        {"Method": "POST", "Path": "/../variables", "Body": {"value": body_canary}},
+        {"Method": "POST", "Path": "/variables", "Body": body_canary},
+        {"Method": "POST", "Path": "/variables", "Body": {"v": body_canary},
+         "QueryParameters": {"x": {"nested": body_canary}}},
+        {"Method": "GET", "Path": "/status/400", "QueryParameters": {"say": answer_canary}},
+        {"Method": "GET", "Path": "/status/500", "QueryParameters": {"say": answer_canary}},
+    ]
+    outcomes = []
+    for call in calls:
+        CASES["canary"] += 1
+        answer = target.send("POST", f"/restapi/{ENV}", json.dumps(call).encode())
+        assert_modeled(answer)
+        outcomes.append(answer.headers.get("x-amzn-errortype", str(answer.status_code)))
+        if answer.status_code >= 400:
+            document = answer.json()
+            document.pop("RestApiResponse", None)  # Airflow's answer, by MWAA's model
+            assert body_canary not in json.dumps(document), answer.text
+            assert answer_canary not in json.dumps(document), answer.text
+    assert outcomes == ["200", "ValidationException", "200", "ValidationException",
+                        "RestApiClientException", "RestApiServerException"]
 
 
 def quoted_arn() -> str:
