@@ -31,6 +31,7 @@ from airgate.environments.layout import (
     free_port,
     port_is_free,
 )
+from airgate.environments.leftovers import end_processes_with_home
 from airgate.environments.metadata import MetadataDatabases
 from airgate.environments.provision import ProvisionError
 from airgate.environments.sources import BucketFolders, S3Objects
@@ -226,6 +227,7 @@ class LocalRuntime:
     def _fresh_start(self, record: EnvironmentRecord) -> ProvisionError | None:
         """(Re)start the environment's processes; after a failure none is left running."""
         self._stop(record.name)
+        end_processes_with_home(self._layout(record.name).airflow_home)
         try:
             self._start(record)
         except ProvisionError as error:
@@ -236,6 +238,7 @@ class LocalRuntime:
     def _delete(self, name: str) -> None:
         self._stop(name)
         layout = self._layout(name)
+        end_processes_with_home(layout.airflow_home)
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.airgate_key.unlink(missing_ok=True)
         self._databases.drop(name)
