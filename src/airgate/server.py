@@ -165,7 +165,10 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
 def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[str, str]:
     """The administrator's credentials, created on first start and kept in a 0600 file.
 
-    If the file is gone or names a key the store no longer has, a new key is made.
+    If the file is gone or names a key the store no longer has, the administrator's key in
+    the store is written to it again: another airgate sharing this store (several gateways
+    on one PostgreSQL, with one AIRGATE_MASTER_KEY) keeps working with the same key. Only
+    when the store has none is a key made.
     """
     path = settings.credentials_file
     if path.exists():
@@ -176,11 +179,16 @@ def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[s
         identities.create_user(BOOTSTRAP_USER)
     identities.put_inline_policy("user", BOOTSTRAP_USER, BOOTSTRAP_POLICY_NAME,
                                  ADMINISTRATOR_POLICY)
-    for stale in identities.list_access_keys(BOOTSTRAP_USER):
-        identities.delete_access_key(BOOTSTRAP_USER, stale["AccessKeyId"])
-    key = identities.create_access_key(BOOTSTRAP_USER)
-    saved = {"UserName": BOOTSTRAP_USER, "AccessKeyId": key["AccessKeyId"],
-             "SecretAccessKey": key["SecretAccessKey"]}
+    existing = [identities.credential(key["AccessKeyId"])
+                for key in identities.list_access_keys(BOOTSTRAP_USER)]
+    current = next((credential for credential in existing if credential is not None), None)
+    if current is not None:
+        saved = {"UserName": BOOTSTRAP_USER, "AccessKeyId": current.access_key_id,
+                 "SecretAccessKey": current.secret_access_key}
+    else:
+        key = identities.create_access_key(BOOTSTRAP_USER)
+        saved = {"UserName": BOOTSTRAP_USER, "AccessKeyId": key["AccessKeyId"],
+                 "SecretAccessKey": key["SecretAccessKey"]}
     write_private(path, json.dumps(saved, indent=2).encode())
     return saved
 
