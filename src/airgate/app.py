@@ -25,6 +25,7 @@ from airgate.errors import (
 )
 from airgate.gateway import Gateway
 from airgate.logs import ACCESS_LOGGER, log_fields
+from airgate.store.failures import storage_failure
 
 _access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -87,11 +88,14 @@ def create_app(gateway: Gateway,
         except BodyTooLarge:
             error: ServiceError = RequestEntityTooLargeException(
                 f"Request body is larger than {MAX_BODY_BYTES} bytes")
-        except Exception:
+        except Exception as failure:
             logging.getLogger("airgate").exception(
                 "internal error", extra={"fields": {"request_id": record.request_id}})
+            reason = storage_failure(failure)
             error = InternalServerException(
-                f"An internal error occurred (request id {record.request_id}).")
+                f"An internal error occurred (request id {record.request_id})." if reason is None
+                else f"airgate could not save its state: {reason}. The change was not made; "
+                     f"retry when storage is writable again (request id {record.request_id}).")
         record.error_code = error.code
         return serialize_error(error)
 

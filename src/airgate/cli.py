@@ -325,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as error:
         print(f"airgate: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the machine, not the user: say what, without a traceback
+        print(f"airgate: {error.strerror or error}"
+              + (f": {error.filename}" if error.filename else ""), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

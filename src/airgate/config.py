@@ -22,6 +22,19 @@ class ConfigError(ValueError):
     """A setting that can't be used; the message says which and why."""
 
 
+def ensure_writable_home(home: Path) -> None:
+    """Make the airgate home if needed and prove it can be written, so that a read-only or
+    full disk is one clear sentence at start-up rather than a traceback later."""
+    probe = home / ".airgate-write-check"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"the airgate home {home} can't be written: "
+                          f"{error.strerror or error}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     home: Path

@@ -26,7 +26,7 @@ from airgate.auth.authorize import Authorizer
 from airgate.auth.identities import IamError, Identities
 from airgate.auth.secrets import SecretBox, write_private
 from airgate.aws.spec import router
-from airgate.config import Settings
+from airgate.config import Settings, ensure_writable_home
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.local import LocalRuntime
 from airgate.environments.metadata import MetadataDatabases
@@ -265,6 +265,7 @@ def serve(settings: Settings, dags: Path | None = None, default_environment: boo
     """Run airgate in the foreground until interrupted; environments stop with it."""
     import uvicorn
 
+    ensure_writable_home(settings.home)
     logs.configure(settings.log_dir)
     airgate = build(settings)
     ensure_bootstrap_admin(settings, airgate.identities)
