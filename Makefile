@@ -25,3 +25,6 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy src
+
+bench: install
+	$(VENV)/bin/python bench/run.py $(ARGS)

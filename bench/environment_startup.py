@@ -12,6 +12,7 @@ control plane costs; the machine's noise cancels out of it better than out of th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -111,6 +112,7 @@ def tree_memory(pids: object) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     airgate_times, direct_times, memories = [], [], []
     for run in range(args.runs):
@@ -137,6 +139,11 @@ def main() -> None:
     print(f"| {'idle environment RSS, MiB (shared counted)':<44} | {rss:>10.0f} |")
     print(f"| {'idle environment PSS, MiB (shared split)':<44} | {pss:>10.0f} |")
     print(f"| {'target: AVAILABLE under 20 s':<44} | {'met' if a < 20 else 'NOT MET':>10} |")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "airgate_seconds": a, "direct_seconds": d, "ratio": a / d,
+            "environment_rss_mib": rss, "environment_pss_mib": pss,
+            "runs": {"airgate": airgate_times, "direct": direct_times}}, indent=2))
 
 
 if __name__ == "__main__":

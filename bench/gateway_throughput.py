@@ -24,9 +24,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -134,8 +137,11 @@ def one_run(seconds: float, connections: int, calls: int) -> dict[str, float]:
                       b"Authorization: Bearer x\r\nAccept: application/json\r\n\r\n")
             samples = asyncio.run(sequential_latency(
                 {"direct": (upstream_port, direct), "gateway": (airgate_port, through)}, calls))
+            airgate = psutil.Process(processes[1].pid)
+            idle_rss = airgate.memory_info().rss
             cpu_before = cpu_seconds(processes[1].pid)
-            load = asyncio.run(throughput(airgate_port, through, connections, seconds))
+            with PeakMemory(airgate) as peak:
+                load = asyncio.run(throughput(airgate_port, through, connections, seconds))
             cpu_used = cpu_seconds(processes[1].pid) - cpu_before
         finally:
             for process in processes:
@@ -149,7 +155,30 @@ def one_run(seconds: float, connections: int, calls: int) -> dict[str, float]:
             "gateway_p99": percentile(samples["gateway"], 0.99),
             "per_second": load["per_second"], "load_p50": load["p50"], "load_p99": load["p99"],
             "cpu_ms_per_request": 1000 * cpu_used / (load["per_second"] * (seconds + 1.0)),
-            "errors": errors}
+            "errors": errors, "airgate_idle_rss_mib": idle_rss / 2**20,
+            "airgate_load_rss_mib": peak.rss / 2**20}
+
+
+class PeakMemory:
+    """The largest resident size a process reaches while the block runs (sampled)."""
+
+    def __init__(self, process: psutil.Process, interval: float = 0.05) -> None:
+        self._process, self._interval = process, interval
+        self._done = threading.Event()
+        self.rss = process.memory_info().rss
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._done.wait(self._interval):
+            self.rss = max(self.rss, self._process.memory_info().rss)
 
 
 def main() -> None:
@@ -183,6 +212,8 @@ def main() -> None:
         (f"latency at {args.connections} connections p50 / p99, ms",
          f"{figures['load_p50']:.2f} / {figures['load_p99']:.2f}"),
         ("non-200 answers under load", f"{figures['errors']:.0f}"),
+        ("airgate RSS idle / peak under load, MiB",
+         f"{figures['airgate_idle_rss_mib']:.0f} / {figures['airgate_load_rss_mib']:.0f}"),
     ]
     print_table(rows)
     if args.json:

@@ -73,6 +73,19 @@ class RunningAirgate:
                            verify=str(tls.ca_bundle) if tls else None, **config_args)
 
 
+def users_with_policies(server: RunningAirgate, users: dict[str, list[str]]) -> dict[str, Any]:
+    """An IAM user per entry, with those inline policy documents and an access key; a boto3
+    MWAA client for each, by user name."""
+    identities = server.airgate.identities
+    clients = {}
+    for name, documents in users.items():
+        identities.create_user(name)
+        for index, document in enumerate(documents):
+            identities.put_inline_policy("user", name, f"p{index}", document)
+        clients[name] = server.client(identities.create_access_key(name))
+    return clients
+
+
 def mwaa_client(endpoint_url: str, credentials: dict[str, str], region: str,
                 **config_args: Any) -> Any:
     session = boto3.session.Session(

@@ -133,7 +133,7 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
     return LocalRuntime(settings.home, store, sources=sources, runtimes=runtimes,
                         databases=MetadataDatabases(settings.airflow_database_url,
                                                     installation_id(settings.home)),
-                        web_scheme=settings.scheme)
+                        web_scheme=settings.scheme, installation=installation_id(settings.home))
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:

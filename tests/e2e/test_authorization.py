@@ -11,7 +11,7 @@ import botocore.exceptions
 import pytest
 
 from tests.e2e.test_mwaa_api import create_args
-from tests.support import RunningAirgate, running_airgate
+from tests.support import RunningAirgate, running_airgate, users_with_policies
 
 pytestmark = pytest.mark.e2e
 
@@ -131,13 +131,7 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runnin
     exercised on PostgreSQL by the other suites)."""
     home: Path = tmp_path_factory.mktemp("authz") / "home"
     with running_airgate(home) as server:
-        identities = server.airgate.identities
-        clients = {}
-        for name, documents in PRINCIPALS.items():
-            identities.create_user(name)
-            for index, document in enumerate(documents):
-                identities.put_inline_policy("user", name, f"p{index}", document)
-            clients[name] = server.client(identities.create_access_key(name))
+        clients = users_with_policies(server, PRINCIPALS)
         admin = server.client()
         admin.create_environment(**create_args("team-a-1", Tags={"owner": "someone-else"}))
         admin.create_environment(**create_args("team-b", Tags={"owner": "tag-owner"}))

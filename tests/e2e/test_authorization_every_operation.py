@@ -31,6 +31,7 @@ from tests.support import (
     create_environment_args,
     running_airgate,
     trivial_upstream,
+    users_with_policies,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -184,13 +185,7 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Table]:
     home: Path = tmp_path_factory.mktemp("authz-table") / "home"
     with trivial_upstream() as upstream, running_airgate(
             home, runtime_factory=UpstreamRuntime.factory(upstream.port)) as server:
-        identities = server.airgate.identities
-        clients = {}
-        for name, documents in PRINCIPALS.items():
-            identities.create_user(name)
-            for index, document in enumerate(documents):
-                identities.put_inline_policy("user", name, f"p{index}", document)
-            clients[name] = server.client(identities.create_access_key(name))
+        clients = users_with_policies(server, PRINCIPALS)
         result = Table(server, upstream, clients)
         result.restore()
         yield result

@@ -4,13 +4,15 @@ Both serve InvokeRestApi, a change made through one is obeyed by the other at on
 concurrent CreateEnvironment calls for one name through both make exactly one environment.
 
 The environments' REST API is the recording stand-in (tests.support.TrivialUpstream): what
-is tested here is the gateways and the store, not Airflow supervision.
+is tested here is the gateways and the store. Real environments run under the airgate that
+created them; the last test shows the other gateway leaving them alone.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from airgate.auth.secrets import MASTER_KEY_VARIABLE
+from airgate.environments.leftovers import processes_with_home
+from airgate.server import local_runtime
+from tests.e2e.test_runtime import create_args, status_of, wait_for, wait_for_status
 from tests.support import (
     RunningAirgate,
     TrivialUpstream,
@@ -91,3 +96,39 @@ def test_concurrent_creates_of_one_name_make_one_environment(gateways: Gateways)
     names = first.client().list_environments()["Environments"]
     assert sorted(names) == sorted(f"race-{i}" for i in range(15))
     assert second.client().list_environments()["Environments"] == names
+
+
+@pytest.mark.slow
+def test_each_environment_runs_under_the_airgate_that_created_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real Airflow: the second gateway's start leaves the first's environment alone, tells
+    InvokeRestApi callers where it runs, and a DeleteEnvironment sent to it is carried out
+    by the first."""
+    monkeypatch.setenv(MASTER_KEY_VARIABLE, Fernet.generate_key().decode())
+    homes = {name: tmp_path / name for name in ("a", "b")}
+    for home in homes.values():
+        (home / "buckets" / "data-team" / "dags").mkdir(parents=True)
+    with postgres_database() as url, \
+            running_airgate(homes["a"], url, runtime_factory=local_runtime) as first:
+        first.client().create_environment(**create_args("shared"))
+        wait_for_status(first.client(), "shared", "AVAILABLE")
+        running_here = processes_with_home(homes["a"] / "environments" / "shared" / "airflow")
+        with running_airgate(homes["b"], url, runtime_factory=local_runtime) as second:
+            time.sleep(5)  # its recovery and a few monitor rounds
+            assert status_of(first.client(), "shared") == "AVAILABLE"
+            assert processes_with_home(homes["b"] / "environments" / "shared" / "airflow") == []
+            assert {p.pid for p in processes_with_home(
+                homes["a"] / "environments" / "shared" / "airflow")} >= {
+                p.pid for p in running_here if p.is_running()}
+            assert first.client().invoke_rest_api(Name="shared", Method="GET",
+                                                  Path="/version")["RestApiStatusCode"] == 200
+            with pytest.raises(botocore.exceptions.ClientError) as elsewhere:
+                second.client().invoke_rest_api(Name="shared", Method="GET", Path="/version")
+            assert elsewhere.value.response["Error"]["Code"] == "ServiceUnavailableException"
+            assert "another airgate" in elsewhere.value.response["Error"]["Message"]
+
+            second.client().delete_environment(Name="shared")
+            wait_for(lambda: "shared" not in first.client().list_environments()[
+                "Environments"], 120, "the first airgate to carry out the deletion")
+            wait_for(lambda: not processes_with_home(
+                homes["a"] / "environments" / "shared" / "airflow"), 30, "its processes to end")

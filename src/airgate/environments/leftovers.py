@@ -21,14 +21,16 @@ _log = logging.getLogger("airgate.leftovers")
 
 
 def processes_with_home(airflow_home: Path) -> list[psutil.Process]:
-    """The processes whose environment has AIRFLOW_HOME=airflow_home."""
+    """The processes whose AIRFLOW_HOME is airflow_home, or that run in that folder."""
     wanted = str(airflow_home)
     found = []
     for process in psutil.process_iter():
         if process.pid == os.getpid():
             continue
         try:
-            if process.environ().get("AIRFLOW_HOME") == wanted:
+            # A deleted folder still shows as "<path> (deleted)".
+            cwd = process.cwd().removesuffix(" (deleted)")
+            if cwd == wanted or process.environ().get("AIRFLOW_HOME") == wanted:
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue

@@ -38,13 +38,18 @@ from airgate.environments.sources import BucketFolders, S3Objects
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.environments.supervisor import ComponentSpec, ProcessGroup
 from airgate.environments.versions import AirflowRuntimes
-from airgate.errors import ResourceNotFoundException, ValidationException
+from airgate.errors import (
+    ResourceNotFoundException,
+    ServiceUnavailableException,
+    ValidationException,
+)
 
 _log = logging.getLogger("airgate.runtime")
 
 HEALTH_TIMEOUT = 240.0  # seconds for a new environment to pass its health check
 MONITOR_INTERVAL = 2.0
 RECOVERY_GRACE = 10.0
+RUNNER = "Runner"  # in an environment's runtime record: the installation that runs it
 DAG_SYNC_INTERVAL = 10.0  # with DAG_REFRESH_SECONDS, S3 changes run within 30 s
 _STOP_TIMEOUT = 20.0
 
@@ -70,8 +75,12 @@ class LocalRuntime:
                  sources: BucketFolders | S3Objects, runtimes: AirflowRuntimes,
                  environ: Mapping[str, str] | None = None,
                  databases: MetadataDatabases | None = None,
-                 web_scheme: str = "http") -> None:
+                 web_scheme: str = "http", installation: str = "local") -> None:
         self._home = home
+        # Which airgate runs an environment: the one that created it. Other airgates on the
+        # same store (several gateways on one PostgreSQL) leave its processes alone, and
+        # their UpdateEnvironment and DeleteEnvironment calls are carried out by this one.
+        self._installation = installation
         self._web_scheme = web_scheme  # how users reach the environment's front
         self._store = store
         self._sources = sources
@@ -85,6 +94,7 @@ class LocalRuntime:
         self._restarts_seen: dict[ProcessGroup, int] = {}
         self._recovering_until: dict[ProcessGroup, float] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._busy: set[str] = set()  # environments with a lifecycle step under way here
         self._guard = threading.Lock()
         self._closing = threading.Event()
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="env-monitor")
@@ -100,13 +110,22 @@ class LocalRuntime:
         check_options(spec.get("AirflowConfigurationOptions") or {})
 
     def begin_create(self, environment: EnvironmentRecord) -> None:
+        self._store.set_runtime(environment.name, {RUNNER: self._installation})
         self._in_background(environment.name, self._create)
 
     def begin_update(self, environment: EnvironmentRecord, previous_spec: dict[str, Any]) -> None:
-        self._in_background(environment.name, lambda name: self._update(name, previous_spec))
+        if self.runs(environment):  # else its runner picks the update up from the store
+            self._in_background(environment.name,
+                                lambda name: self._update(name, previous_spec))
 
     def begin_delete(self, environment: EnvironmentRecord) -> None:
-        self._in_background(environment.name, self._delete)
+        if self.runs(environment):
+            self._in_background(environment.name, self._delete)
+
+    def runs(self, environment: EnvironmentRecord) -> bool:
+        """Whether this airgate runs the environment (environments from before runners were
+        recorded belong to whichever airgate finds them)."""
+        return environment.runtime.get(RUNNER) in (None, self._installation)
 
     def webserver_url(self, environment: EnvironmentRecord) -> str | None:
         url = environment.runtime.get("WebserverUrl")
@@ -115,17 +134,28 @@ class LocalRuntime:
 
     # --- what the rest of airgate asks of running environments ------------------------
 
+    def _runner_elsewhere(self, environment: EnvironmentRecord) -> ServiceUnavailableException:
+        return ServiceUnavailableException(
+            f"Environment {environment.name} runs under another airgate on this state store "
+            f"(installation {environment.runtime.get(RUNNER)}); send this call to that "
+            "airgate")
+
     def signing_key(self, name: str) -> SigningKey:
         """airgate's key for minting this environment's tokens."""
         layout = self._layout(name)
         return SigningKey.load_or_create(layout.airgate_key, provision.AIRGATE_KEY_ID)
 
     def api_url(self, environment: EnvironmentRecord) -> str | None:
+        if not self.runs(environment):
+            raise self._runner_elsewhere(environment)
         port = (environment.runtime.get("Ports") or {}).get("api")
         return f"http://127.0.0.1:{port}" if port else None
 
     def web_port(self, environment: EnvironmentRecord) -> int | None:
-        """Where airgate fronts the environment (its WebServerHostname), once it has run."""
+        """Where airgate fronts the environment (its WebServerHostname), once it has run
+        here; None for an environment another airgate runs (that one fronts it)."""
+        if not self.runs(environment):
+            return None
         port = (environment.runtime.get("Ports") or {}).get("web")
         return int(port) if port else None
 
@@ -156,6 +186,8 @@ class LocalRuntime:
         DELETING finishes the deletion.
         """
         for record in self._store.all():
+            if not self.runs(record):
+                continue
             if record.status == "AVAILABLE":
                 with contextlib.suppress(ValidationException):
                     self._store.transition(record.name, allowed_from=frozenset({"AVAILABLE"}),
@@ -184,15 +216,21 @@ class LocalRuntime:
         with self._guard:
             lock = self._locks.setdefault(name, threading.Lock())
 
+        with self._guard:
+            self._busy.add(name)
+
         def run() -> None:
-            with lock:
-                if self._closing.is_set():
-                    return
-                try:
+            try:
+                with lock:
+                    if self._closing.is_set():
+                        return
                     step(name)
-                except Exception:
-                    _log.exception("environment step failed unexpectedly",
-                                   extra={"fields": {"environment": name}})
+            except Exception:
+                _log.exception("environment step failed unexpectedly",
+                               extra={"fields": {"environment": name}})
+            finally:
+                with self._guard:
+                    self._busy.discard(name)
 
         threading.Thread(target=run, daemon=True, name=f"env-{name}").start()
 
@@ -296,7 +334,7 @@ class LocalRuntime:
                                                      layout.airflow_home)
         group.start()
         # The UI as users reach it: through airgate's front, its WebServerHostname.
-        self._store.set_runtime(name, {"Ports": ports.as_dict(),
+        self._store.set_runtime(name, {RUNNER: self._installation, "Ports": ports.as_dict(),
                                        "WebserverUrl":
                                            f"{self._web_scheme}://127.0.0.1:{ports.web}"})
         self._await_healthy(name, group, ports.api)
@@ -372,6 +410,19 @@ class LocalRuntime:
                         self._sync_dags(name)
                 if sync_now:
                     last_sync = time.monotonic()
+                self._take_up_changes_made_elsewhere()
+
+    def _take_up_changes_made_elsewhere(self) -> None:
+        """UpdateEnvironment or DeleteEnvironment received by another airgate on the same
+        store, for an environment this one runs: carry it out here."""
+        for record in self._store.all():
+            if record.status not in ("UPDATING", "DELETING") or not self.runs(record):
+                continue
+            with self._guard:
+                if record.name in self._busy:
+                    continue
+            self._in_background(record.name, self._restart if record.status == "UPDATING"
+                                else self._delete)
 
     def _sync_dags(self, name: str) -> None:
         if not isinstance(self._sources, S3Objects):
