@@ -64,7 +64,7 @@ def directly(root: Path) -> float:
     provision.keys(layout)
     dags = root / "dags"
     dags.mkdir()
-    ports = Ports(free_port(), free_port(), free_port())
+    ports = Ports(free_port(), free_port(), free_port(), free_port())
     env = airflow_environment("direct", SPEC, layout, ports, str(dags),
                               layout.fernet_key.read_text().strip(), Path(sys.executable),
                               dict(os.environ))

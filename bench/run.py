@@ -1,12 +1,14 @@
 """Every benchmark in bench/, one table and one JSON file.
 
     .venv/bin/python bench/run.py [--runs 3] [--json bench/latest.json]     (or: make bench)
+    .venv/bin/python bench/run.py --table-only      (the table again, from the JSON)
 
 Each benchmark runs in its own process, --runs times (the startup and throughput benchmarks
 take --runs themselves); each figure is the median over the runs. Comparisons (airgate
 against Airflow called directly, or against a trivial upstream) are made inside each run,
 so the machine's noise falls out of the differences and ratios better than out of the raw
-figures. The table names the machine and says where a target is not met.
+figures. Failures (5xx, events lost) are the worst run's, not the median. The table names the
+machine and says where a target is not met; the JSON keeps every run.
 """
 
 from __future__ import annotations
@@ -77,8 +79,13 @@ def table(figures: dict[str, Any]) -> list[Row]:
     invoke, gateway = figures["invoke_rest_api"], figures["gateway_throughput"]
     storm, startup = figures["event_storm"], figures["environment_startup"]
     burst = invoke["burst"]
-    burst_5xx = sum(n for status, n in burst["statuses"].items() if int(status) >= 500)
+    # Any 5xx in any run counts: a median would hide one bad run.
+    burst_5xx = max(sum(n for status, n in run["burst"]["statuses"].items()
+                        if int(status) >= 500) for run in invoke.get("each", [invoke]))
     trivial = invoke["trivial_upstream"]
+    storms = storm.get("each", [storm])
+    storm_failed = max(r["failed_after_retries"] for r in storms)
+    storm_5xx = max(r["airflow_5xx"] for r in storms)
     return [
         ("InvokeRestApi p50, Airflow direct / through airgate, ms",
          f"{invoke['direct_p50']:.2f} / {invoke['gateway_p50']:.2f}", ""),
@@ -100,10 +107,10 @@ def table(figures: dict[str, Any]) -> list[Row]:
          f"{burst['probe_p50']:.1f} / {burst['probe_p99']:.1f}", ""),
         (f"{storm['events']:.0f}-event storm: seconds / events per second",
          f"{storm['seconds']:.1f} / {storm['events_per_second']:.1f}", ""),
-        ("storm: recorded / failed after retries / Airflow 5xx",
-         f"{storm['recorded']:.0f} / {storm['failed_after_retries']:.0f} / "
-         f"{storm['airflow_5xx']:.0f}",
-         target(storm["failed_after_retries"] == 0 and storm["airflow_5xx"] == 0,
+        ("storm: recorded / failed after retries / Airflow 5xx (worst run)",
+         f"{min(r['recorded'] for r in storms):.0f} / {storm_failed:.0f} / {storm_5xx:.0f}",
+         target(storm_failed == 0 and storm_5xx == 0
+                and all(r["recorded"] == r["events"] for r in storms),
                 "all recorded, 0 failed")),
         ("CreateEnvironment -> AVAILABLE, s (Airflow direct)",
          f"{startup['airgate_seconds']:.1f} ({startup['direct_seconds']:.1f})",
@@ -128,29 +135,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, default=BENCH / "latest.json")
+    parser.add_argument("--table-only", action="store_true",
+                        help="print the table of the figures already in --json; run nothing")
     args = parser.parse_args()
+    if args.table_only:
+        report(json.loads(args.json.read_text()))
+        return
     runs = str(args.runs)
 
     def repeated(script: str) -> dict[str, Any]:
-        return medians([run_benchmark(script) for _ in range(args.runs)])
+        each = [run_benchmark(script) for _ in range(args.runs)]
+        return {**medians(each), "each": each}
 
-    figures: dict[str, Any] = {
-        "machine": machine(),
-        "runs": args.runs,
-        "gateway_throughput": run_benchmark("gateway_throughput.py", "--runs", runs),
-        "invoke_rest_api": repeated("invoke_rest_api.py"),
-        "event_storm": repeated("event_storm.py"),
-        "environment_startup": run_benchmark("environment_startup.py", "--runs", runs),
+    figures: dict[str, Any] = {"machine": machine(), "runs": args.runs}
+    steps = {
+        "gateway_throughput": lambda: run_benchmark("gateway_throughput.py", "--runs", runs),
+        "invoke_rest_api": lambda: repeated("invoke_rest_api.py"),
+        "event_storm": lambda: repeated("event_storm.py"),
+        "environment_startup": lambda: run_benchmark("environment_startup.py", "--runs", runs),
     }
-    args.json.write_text(json.dumps(figures, indent=2))  # kept even if the table fails
-    rows = table(figures)
-    figures["table"] = [{"measure": m, "value": v, "target": t} for m, v, t in rows]
-    info = figures["machine"]
-    print(f"\n{info['date']}: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, "
-          f"Python {info['python']}; each figure the median of {args.runs} runs")
-    print_rows(rows)
+    for name, step in steps.items():
+        figures[name] = step()
+        args.json.write_text(json.dumps(figures, indent=2))  # what is done is kept
+    figures["table"] = report(figures)
     args.json.write_text(json.dumps(figures, indent=2))
     print(f"\nfigures: {args.json}")
+
+
+def report(figures: dict[str, Any]) -> list[dict[str, str]]:
+    rows = table(figures)
+    info = figures["machine"]
+    print(f"\n{info['date']}: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, "
+          f"Python {info['python']}; each figure the median of {figures['runs']} runs")
+    print_rows(rows)
+    return [{"measure": m, "value": v, "target": t} for m, v, t in rows]
 
 
 if __name__ == "__main__":
