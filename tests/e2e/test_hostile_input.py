@@ -54,19 +54,15 @@ class Target:
         self.http = httpx.Client(timeout=CLIENT_TIMEOUT)
         self.port = httpx.URL(server.endpoint_url).port
 
-    def send(self, method: str, path: str, body: bytes = b"", *, signed: bool = True,
-             headers: dict[str, str] | None = None,
+    def send(self, method: str, path: str, body: bytes = b"", *,
              mutate: Any = None) -> httpx.Response:
-        """One request, SigV4-signed as the administrator unless told otherwise; `mutate`
-        may change the signed (method, headers, body) before it goes out."""
+        """One request, SigV4-signed as the administrator; `mutate` may change the signed
+        (method, headers, body) before it goes out."""
         url = f"{self.server.endpoint_url}{path}"
-        extra = {"Content-Type": "application/json", **(headers or {})}
-        if signed:
-            prepared = sign(method, url, self.server.admin, body=body, headers=extra).prepare()
-            out_headers = [(k, v) for k, v in prepared.headers.items()
-                           if k.lower() != "content-length"]  # httpx sets it for the body
-        else:
-            out_headers = list(extra.items())
+        prepared = sign(method, url, self.server.admin, body=body,
+                        headers={"Content-Type": "application/json"}).prepare()
+        out_headers = [(k, v) for k, v in prepared.headers.items()
+                       if k.lower() != "content-length"]  # httpx sets it for the body
         if mutate is not None:
             method, out_headers, body = mutate(method, out_headers, body)
         return self.http.request(method, url, headers=out_headers, content=body)

@@ -11,6 +11,7 @@ created them; the last test shows the other gateway leaving them alone.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from cryptography.fernet import Fernet
 from airgate.auth.secrets import MASTER_KEY_VARIABLE
 from airgate.environments.leftovers import processes_with_home
 from airgate.server import local_runtime
+from tests.e2e.test_airgate_crash import Airgate
 from tests.e2e.test_runtime import create_args, status_of, wait_for, wait_for_status
 from tests.support import (
     RunningAirgate,
@@ -132,3 +134,39 @@ def test_each_environment_runs_under_the_airgate_that_created_it(
                 "Environments"], 120, "the first airgate to carry out the deletion")
             wait_for(lambda: not processes_with_home(
                 homes["a"] / "environments" / "shared" / "airflow"), 30, "its processes to end")
+
+
+@pytest.mark.slow
+def test_two_airgate_processes_race_to_create_one_name(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same race between two `airgate up` processes (true parallelism, nothing shared
+    but the store). The environments point at a requirements file that does not exist, so
+    each fails fast (CREATE_FAILED) instead of starting Airflow."""
+    monkeypatch.setenv(MASTER_KEY_VARIABLE, Fernet.generate_key().decode())
+    with postgres_database() as url, contextlib.ExitStack() as stack:
+        servers = []
+        for name in ("a", "b"):
+            server = Airgate(tmp_path / name, url)
+            stack.callback(server.stop)
+            server.start()
+            servers.append(server)
+        clients = [server.client() for server in servers]
+        for round_ in range(10):
+            name = f"race-{round_}"
+            barrier = threading.Barrier(2)
+
+            def create(client: Any, name: str = name,
+                       barrier: threading.Barrier = barrier) -> str:
+                barrier.wait()
+                try:
+                    client.create_environment(**create_environment_args(name),
+                                              RequirementsS3Path="missing.txt")
+                    return "created"
+                except botocore.exceptions.ClientError as error:
+                    return str(error.response["Error"]["Code"])
+
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                assert sorted(pool.map(create, clients)) == ["ValidationException", "created"]
+        expected = [f"race-{i}" for i in range(10)]
+        for client in clients:
+            assert client.list_environments()["Environments"] == expected
