@@ -8,6 +8,7 @@ is down; CREATE_FAILED / UPDATE_FAILED with LastUpdate.Error saying why.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import logging
@@ -94,7 +95,8 @@ class LocalRuntime:
         self._restarts_seen: dict[ProcessGroup, int] = {}
         self._recovering_until: dict[ProcessGroup, float] = {}
         self._locks: dict[str, threading.Lock] = {}
-        self._busy: set[str] = set()  # environments with a lifecycle step under way here
+        # Lifecycle steps under way or queued here, per environment.
+        self._busy: collections.Counter[str] = collections.Counter()
         self._guard = threading.Lock()
         self._closing = threading.Event()
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="env-monitor")
@@ -215,9 +217,7 @@ class LocalRuntime:
     def _in_background(self, name: str, step: Callable[[str], None]) -> None:
         with self._guard:
             lock = self._locks.setdefault(name, threading.Lock())
-
-        with self._guard:
-            self._busy.add(name)
+            self._busy[name] += 1
 
         def run() -> None:
             try:
@@ -230,7 +230,9 @@ class LocalRuntime:
                                extra={"fields": {"environment": name}})
             finally:
                 with self._guard:
-                    self._busy.discard(name)
+                    self._busy[name] -= 1
+                    if not self._busy[name]:
+                        del self._busy[name]
 
         threading.Thread(target=run, daemon=True, name=f"env-{name}").start()
 
@@ -419,7 +421,7 @@ class LocalRuntime:
             if record.status not in ("UPDATING", "DELETING") or not self.runs(record):
                 continue
             with self._guard:
-                if record.name in self._busy:
+                if self._busy[record.name]:
                     continue
             self._in_background(record.name, self._restart if record.status == "UPDATING"
                                 else self._delete)
