@@ -11,7 +11,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class BodyTooLarge(Exception):
-    pass
+    """The body is over the limit: answered with RequestEntityTooLargeException (413)."""
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:

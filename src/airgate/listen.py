@@ -18,7 +18,7 @@ MAX_REQUEST_HEAD_BYTES = 64 * 1024
 
 
 class RequestHeadTooLarge(Exception):
-    pass
+    """Raised inside the parser's callbacks, which turns it into a 400 for the client."""
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
