@@ -16,6 +16,7 @@ from typing import Any
 
 from airgate.auth.identities import Principal
 from airgate.auth.policy import AuthorizationRequest, ContextValue, Decision, evaluate
+from airgate.environments.store import check_tag_keys
 from airgate.errors import AccessDeniedException
 from airgate.mwaa.arns import AIRFLOW_ROLES, airflow_role_arn, environment_arn
 
@@ -59,8 +60,9 @@ class Authorizer:
     def authorize(self, operation: str, params: Mapping[str, Any], principal: Principal,
                   facts: RequestFacts,
                   resource_tags: Mapping[str, str] | None = None) -> Authorization:
-        """The action and resource allowed, or AccessDeniedException. `resource_tags` are the
-        tags of the environment the call is about, if it exists."""
+        """The action and resource allowed, or AccessDeniedException (ValidationException
+        for request tags whose keys differ only in case). `resource_tags` are the tags of the
+        environment the call is about, if it exists."""
         action = f"airflow:{operation}"
         environment = self.environment_of(params)
         context = self._context(operation, params, principal, facts, resource_tags)
@@ -112,6 +114,10 @@ class Authorizer:
         for key, value in (resource_tags or {}).items():
             context[f"aws:ResourceTag/{key}"] = value
         request_tags: Mapping[str, str] = params.get("Tags") or {}
+        # Keys equal ignoring case would be one aws:RequestTag/KEY: refused before a policy
+        # sees only one of them. (Against the environment's tags, the store checks after
+        # authorisation: the answer would otherwise tell any caller which keys it has.)
+        check_tag_keys(request_tags)
         for key, value in request_tags.items():
             context[f"aws:RequestTag/{key}"] = value
         if operation in ("CreateEnvironment", "TagResource"):

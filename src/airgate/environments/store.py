@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +78,9 @@ class EnvironmentStore:
 
     def create(self, name: str, spec: Mapping[str, Any], tags: Mapping[str, str],
                now: datetime.datetime, source: str) -> EnvironmentRecord:
-        """A new record in CREATING; ValidationException if the name is taken."""
+        """A new record in CREATING; ValidationException if the name is taken or two tag
+        keys differ only in case."""
+        check_tag_keys(tags)
         row = Environment(
             name=name, status="CREATING", created_at=now, spec=dict(spec), runtime={},
             last_update={"Status": "PENDING", "CreatedAt": now.isoformat(), "Source": source},
@@ -149,8 +151,11 @@ class EnvironmentStore:
                 session.delete(row)
 
     def tag(self, name: str, tags: Mapping[str, str]) -> None:
+        """Add or update tags; ValidationException, and no change, if a new key differs only
+        in case from another one (the row is locked, so two requests can't race past that)."""
         with self._changing() as session:
-            row = self._row(session, name)
+            row = self._row(session, name, lock=True)
+            check_tag_keys(tags, existing=[t.key for t in row.tags])
             existing = {t.key: t for t in row.tags}
             for key, value in tags.items():
                 if key in existing:
@@ -164,11 +169,30 @@ class EnvironmentStore:
             row.tags = [t for t in row.tags if t.key not in set(keys)]
 
     @staticmethod
-    def _row(session: Session, name: str) -> Environment:
-        row = session.get(Environment, name)
+    def _row(session: Session, name: str, lock: bool = False) -> Environment:
+        row = session.get(Environment, name, with_for_update=lock)
         if row is None:
             raise _not_found(name)
         return row
+
+
+def check_tag_keys(keys: Iterable[str], existing: Iterable[str] = ()) -> None:
+    """ValidationException if one of `keys` equals another, or one of `existing`, ignoring
+    case; re-tagging an existing key in the same case is an update and passes.
+
+    IAM condition keys ignore case (`airgate.auth.policy` lower-cases them), so `Env` and
+    `env` would be one `aws:ResourceTag/Env` or `aws:RequestTag/Env` to a policy but two
+    tags here, and a caller could slip a value past a policy about the other.
+    """
+    present = set(existing)
+    taken = {key.lower(): key for key in present}
+    for key in keys:
+        if key in present:
+            continue
+        other = taken.setdefault(key.lower(), key)
+        if other != key:
+            raise ValidationException(f"Tag key {key!r} differs only in case from tag key "
+                                      f"{other!r}: tag keys must be unique ignoring case.")
 
 
 def _already_exists(name: str) -> ValidationException:
