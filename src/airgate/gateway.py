@@ -10,7 +10,6 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from botocore import xform_name
 from botocore.model import OperationModel
@@ -94,7 +93,7 @@ class Gateway:
         handler = self._handler(operation.name)
 
         headers = {name.lower(): value for name, value in request.headers}
-        query = parse_qsl(request.raw_query, keep_blank_values=True)
+        query = sigv4.query_parameters(request.raw_query)  # as the signature read it
         params = parse_input(operation, match.uri_params, query, headers, request.body)
 
         # The environment is read once per call: for its tags here, and for the operation.

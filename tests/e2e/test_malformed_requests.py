@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
+import httpx
 import pytest
+from botocore.awsrequest import AWSRequest
 
 from tests.e2e.test_authentication import send, sign
-from tests.support import RunningAirgate
+from tests.support import RunningAirgate, create_environment_args
 
 pytestmark = pytest.mark.e2e
 
@@ -60,3 +63,55 @@ def test_bad_paths(airgate_server: RunningAirgate, method: str, path: str) -> No
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["x-amzn-errortype"] in ("ValidationException",
                                                     "UnknownOperationException")
+
+
+# --- one signature, two query strings --------------------------------------------------------
+
+
+def send_with_query(server: RunningAirgate, request: AWSRequest, raw_query: str
+                    ) -> httpx.Response:
+    """`request` as signed, but with its query string swapped for `raw_query` on the way."""
+    prepared = request.prepare()
+    url = httpx.URL(prepared.url)
+    raw_path = url.raw_path.decode().partition("?")[0]
+    target = f"{server.endpoint_url}{raw_path}?{raw_query}"
+    headers = {"Host": url.netloc.decode(), **dict(prepared.headers)}
+    return httpx.request(prepared.method, target, headers=headers)
+
+
+def test_plus_sent_for_2b_does_not_untag_another_key(airgate_server: RunningAirgate) -> None:
+    """'a%2Bb' and 'a+b' have one canonical query, so one signature: a form-decoding reader
+    would untag 'a b' with a signature made for 'a+b'."""
+    client = airgate_server.client()
+    arn = client.create_environment(**create_environment_args("target"))["Arn"]
+    tags = {"a+b": "plus", "a b": "space"}
+    client.tag_resource(ResourceArn=arn, Tags=tags)
+    request = sign("DELETE", f"{airgate_server.endpoint_url}/tags/{quote(arn, safe='')}"
+                   "?tagKeys=a%2Bb", airgate_server.admin)
+
+    altered = send_with_query(airgate_server, request, "tagKeys=a+b")
+    assert (altered.status_code, altered.headers.get("x-amzn-errortype")) == \
+        (400, "ValidationException"), altered.text
+    assert "contains a bare '+'" in altered.json()["message"]
+    assert client.list_tags_for_resource(ResourceArn=arn)["Tags"] == tags
+
+    as_signed = send(airgate_server, request)
+    assert as_signed.status_code == 200, as_signed.text
+    assert client.list_tags_for_resource(ResourceArn=arn)["Tags"] == {"a b": "space"}
+
+
+@pytest.mark.parametrize("raw_query", ["MaxResults=1&MaxResults=25",
+                                       "MaxResults=25&MaxResults=1"])
+def test_repeated_single_valued_parameter_is_refused(airgate_server: RunningAirgate,
+                                                     raw_query: str) -> None:
+    """Both orders carry one signature: neither may pick the page size."""
+    client = airgate_server.client()
+    for name in ("first", "second"):
+        client.create_environment(**create_environment_args(name))
+    request = sign("GET", f"{airgate_server.endpoint_url}/environments"
+                   "?MaxResults=1&MaxResults=25", airgate_server.admin)
+    answer = send_with_query(airgate_server, request, raw_query)
+    assert (answer.status_code, answer.headers.get("x-amzn-errortype")) == \
+        (400, "ValidationException"), answer.text
+    assert answer.json()["message"] == \
+        "Query parameter 'MaxResults' must not repeat: it takes one value"

@@ -4,6 +4,8 @@ Clients (botocore, the AWS CLI, other SDKs) sign every call with the access key'
 We rebuild the canonical request from the request exactly as it arrived, derive the same
 signing key from the secret we hold, and accept the call only if both signatures are equal.
 Both forms are handled: the `Authorization` header and presigned query parameters.
+`query_parameters` is the one reading of the query string: the request parser takes the
+operation's input from it as well, so that what is signed and what is done cannot differ.
 
 `SignedRequest` carries text, not bytes, so the caller must decode the wire bytes in a way
 this module can undo: header values as latin-1 (what HTTP clients encode them with), the path
@@ -85,6 +87,21 @@ class VerifiedSignature:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryParameter:
+    """One `key=value` of a raw query string, percent-decoded as RFC 3986 reads it."""
+
+    key: bytes
+    value: bytes
+    # A '+' sent as is: literal here, as AWS signs it, but a space to an HTML-form reader.
+    # botocore and the AWS SDKs always send '%2B' or '%20', so a bare '+' is never theirs.
+    bare_plus: bool
+
+    def canonical(self) -> tuple[str, str]:
+        """Key and value as the canonical query writes them (what the signature covers)."""
+        return quote(self.key, safe=""), quote(self.value, safe="")
+
+
+@dataclass(frozen=True, slots=True)
 class _Scope:
     access_key_id: str
     date: str
@@ -110,7 +127,6 @@ class _Auth:
 
 
 _Headers = Mapping[str, list[str]]
-_QueryPairs = list[tuple[bytes, bytes]]
 
 
 def verify(
@@ -128,7 +144,7 @@ def verify(
     the same error AWS would give it; every failure raises one of the SigV4 ServiceErrors.
     """
     headers = _header_map(request.headers)
-    query = _parse_query(request.raw_query)
+    query = query_parameters(request.raw_query)
     auth = _parse_auth(headers, query)
     header_block = _canonical_headers(headers, auth.signed_headers)
     _check_scope(auth, region=region, service=service)
@@ -173,7 +189,7 @@ def canonical_request(
     return _join_canonical(
         request.method,
         _canonical_uri(request.raw_path),
-        _canonical_query(_parse_query(request.raw_query), presigned=presigned),
+        _canonical_query(query_parameters(request.raw_query), presigned=presigned),
         _canonical_headers(_header_map(request.headers), tuple(signed_headers)),
         tuple(signed_headers),
         payload_hash,
@@ -186,13 +202,29 @@ def string_to_sign(canonical: str, amz_date: str, credential_scope: str) -> str:
     return f"{ALGORITHM}\n{amz_date}\n{credential_scope}\n{digest}"
 
 
+def query_parameters(raw_query: str) -> list[QueryParameter]:
+    """The one reading of a raw query string, in the canonical query's (sorted) order.
+
+    The verifier signs exactly this and the request parser reads operation input from it,
+    so nothing the signature does not see (the order of repeated keys, '%2B' sent as '+',
+    '%41' sent as 'A') can give the parser another reading than the one that was signed.
+    """
+    parameters = []
+    for piece in _wire_bytes(raw_query).split(b"&"):
+        if piece:
+            key, _, value = piece.partition(b"=")
+            parameters.append(QueryParameter(unquote_to_bytes(key), unquote_to_bytes(value),
+                                             bare_plus=b"+" in piece))
+    return sorted(parameters, key=QueryParameter.canonical)
+
+
 # --- parsing what the client claims ---------------------------------------------------------
 
 
-def _parse_auth(headers: _Headers, query: _QueryPairs) -> _Auth:
+def _parse_auth(headers: _Headers, query: Sequence[QueryParameter]) -> _Auth:
     """Pick the header or presigned form; refuse requests that use neither or both."""
     authorization = _single_header(headers, "authorization")
-    presigned = any(key == _ALGORITHM_PARAM for key, _ in query)
+    presigned = any(parameter.key == _ALGORITHM_PARAM for parameter in query)
     if authorization is None and not presigned:
         raise MissingAuthenticationTokenException("Missing Authentication Token")
     if authorization is not None and presigned:
@@ -455,23 +487,13 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(kept) + trailing
 
 
-def _parse_query(raw_query: str) -> _QueryPairs:
-    """Percent-decoded (key, value) pairs; '+' stays '+', as AWS does not treat it as space."""
-    pairs: _QueryPairs = []
-    for piece in _wire_bytes(raw_query).split(b"&"):
-        if piece:
-            key, _, value = piece.partition(b"=")
-            pairs.append((unquote_to_bytes(key), unquote_to_bytes(value)))
-    return pairs
-
-
-def _canonical_query(pairs: _QueryPairs, *, presigned: bool) -> str:
-    encoded = sorted(
-        (quote(key, safe=""), quote(value, safe=""))
-        for key, value in pairs
-        if not (presigned and key == _SIGNATURE_PARAM)
+def _canonical_query(query: Sequence[QueryParameter], *, presigned: bool) -> str:
+    """`query` is in canonical order already (see `query_parameters`)."""
+    return "&".join(
+        "=".join(parameter.canonical())
+        for parameter in query
+        if not (presigned and parameter.key == _SIGNATURE_PARAM)
     )
-    return "&".join(f"{key}={value}" for key, value in encoded)
 
 
 def _canonical_headers(headers: _Headers, signed_headers: tuple[str, ...]) -> str:
@@ -512,11 +534,11 @@ def _single_header(headers: _Headers, name: str) -> str | None:
     return values[0].strip()
 
 
-def _query_params(pairs: _QueryPairs) -> dict[str, list[str]]:
+def _query_params(query: Sequence[QueryParameter]) -> dict[str, list[str]]:
     params: dict[str, list[str]] = {}
-    for key, value in pairs:
-        params.setdefault(key.decode("utf-8", "replace"), []).append(
-            value.decode("utf-8", "replace")
+    for parameter in query:
+        params.setdefault(parameter.key.decode("utf-8", "replace"), []).append(
+            parameter.value.decode("utf-8", "replace")
         )
     return params
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.model import OperationModel, Shape, StructureShape
 
+from airgate.auth.sigv4 import QueryParameter
 from airgate.aws.spec import service_model
 from airgate.aws.validate import validate
 from airgate.errors import ServiceError, ValidationException
@@ -35,12 +36,13 @@ class Response:
 def parse_input(
     operation: OperationModel,
     uri_params: Mapping[str, str],
-    query: Sequence[tuple[str, str]],
+    query: Sequence[QueryParameter],
     headers: Mapping[str, str],
     body: bytes,
 ) -> dict[str, Any]:
     """Operation input from the request's parts, validated against the model.
 
+    `query` is the query string as `sigv4.query_parameters` reads it for the signature;
     `headers` must have lower-case names. Raises ValidationException on anything malformed.
     """
     shape = operation.input_shape
@@ -55,12 +57,12 @@ def parse_input(
             if wire in uri_params:
                 params[name] = _scalar_from_text(member, uri_params[wire], name)
         elif location == "querystring":
-            values = [v for k, v in query if k == wire]
+            values = _query_values(query, wire, repeatable=member.type_name == "list")
             if values:
                 params[name] = (
                     [_scalar_from_text(member.member, v, name) for v in values]
                     if member.type_name == "list"
-                    else _scalar_from_text(member, values[-1], name)
+                    else _scalar_from_text(member, values[0], name)
                 )
         elif location == "header":
             if wire.lower() in headers:
@@ -74,6 +76,25 @@ def parse_input(
                 params[name] = _from_json(member, document[wire])
     validate(shape, params)
     return params
+
+
+def _query_values(query: Sequence[QueryParameter], wire: str, *, repeatable: bool
+                  ) -> list[str]:
+    """A query member's values, in canonical order; refused where the signature, which
+    covers only the canonical query, would not pin down one reading of them."""
+    found = [parameter for parameter in query if parameter.key == wire.encode()]
+    if len(found) > 1 and not repeatable:
+        raise ValidationException(f"Query parameter '{wire}' must not repeat: it takes one "
+                                  "value")
+    if any(parameter.bare_plus for parameter in found):
+        raise ValidationException(
+            f"Query parameter '{wire}' contains a bare '+', which may mean a space or a "
+            "plus: percent-encode it, as '%20' for a space or '%2B' for a plus")
+    try:
+        return [parameter.value.decode() for parameter in found]
+    except UnicodeDecodeError:
+        raise ValidationException(f"Query parameter '{wire}' is not valid UTF-8 once "
+                                  "percent-decoded") from None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
