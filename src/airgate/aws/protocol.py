@@ -21,6 +21,12 @@ from airgate.aws.validate import validate
 from airgate.errors import ServiceError, ValidationException
 
 JSON_CONTENT_TYPE = "application/json"
+# Request bodies whose arrays and objects nest deeper than this are refused, so that every
+# recursive step after decoding (conversion, validation, re-serialising the InvokeRestApi
+# Body) stays far from Python's recursion limit. MWAA's own members nest a few levels;
+# Airflow's API (FastAPI, Python's json) would take up to about 1,000, but no DAG-run conf
+# or other Airflow body a client sends needs anything near 100.
+MAX_JSON_DEPTH = 100
 
 
 @dataclass(slots=True)
@@ -106,9 +112,31 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise ValidationException("Request body is not valid UTF-8") from None
     except json.JSONDecodeError as error:
         raise ValidationException(f"Request body is not valid JSON: {error.msg}") from None
+    except RecursionError:  # nested deeper than Python's stack allows, so deeper than ours
+        raise _too_deep() from None
+    if _nested_deeper_than(document, MAX_JSON_DEPTH):
+        raise _too_deep()
     if not isinstance(document, dict):
         raise ValidationException("Request body must be a JSON object")
     return document
+
+
+def _nested_deeper_than(document: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels; one level at a time, so
+    that no depth can exhaust the stack here."""
+    level = [document] if isinstance(document, (dict, list)) else []
+    for _ in range(limit):
+        level = [child for value in level
+                 for child in (value.values() if isinstance(value, dict) else value)
+                 if isinstance(child, (dict, list))]
+        if not level:
+            return False
+    return True
+
+
+def _too_deep() -> ValidationException:
+    return ValidationException(f"Request body nests JSON arrays and objects more than "
+                               f"{MAX_JSON_DEPTH} levels deep")
 
 
 def _scalar_from_text(shape: Shape, text: str, name: str) -> Any:
