@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlencode
@@ -32,6 +32,7 @@ API_PREFIX = "/api/v2"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # MWAA's limit on RestApiResponse
 TOKEN_TTL = 300.0
 TOKEN_REFRESH_MARGIN = 60.0  # a cached token is replaced this long before it expires
+KEY_RECHECK = 1.0  # seconds an environment's signing key is used before it is read again
 # Airflow role names as SimpleAuthManager reads them from the token's `role` claim. Public
 # has no Airflow role: such calls go without a token, as an anonymous user's would.
 TOKEN_ROLES = {"Admin": "ADMIN", "Op": "OP", "User": "USER", "Viewer": "VIEWER"}
@@ -101,27 +102,50 @@ def _query_text(value: Any) -> str:
 
 
 class TokenCache:
-    """Minted tokens, reused per (environment, identity, role) until shortly before expiry."""
+    """Minted tokens, reused per (environment, signing key, identity, role) until shortly
+    before they expire.
 
-    def __init__(self, endpoints: Endpoints) -> None:
+    Keyed by the environment's signing key as well as its name: an environment deleted and
+    created again under the same name has a new key, and a token minted with the old one is
+    never handed out for it. Reading the key costs as much as minting, so it is read at most
+    once per KEY_RECHECK seconds per environment; a re-created environment takes far longer
+    than that to become callable (provisioning, migrations, health checks), so its new key
+    is always read before it is first called. A 401 from Airflow to a token also drops the
+    key, so that a key replaced in any other way is read again on the next call.
+    """
+
+    def __init__(self, endpoints: Endpoints,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._endpoints = endpoints
-        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._clock = clock
+        self._keys: dict[str, tuple[SigningKey, str, float]] = {}  # key, its id, read at
+        self._tokens: dict[tuple[str, str, str, str], tuple[str, float]] = {}
 
     def token(self, environment: str, identity: str, role: str) -> str:
-        key = (environment, identity, role)
-        cached = self._tokens.get(key)
-        now = time.monotonic()
+        now = self._clock()
+        key, key_id = self._key(environment, now)
+        cache_key = (environment, key_id, identity, role)
+        cached = self._tokens.get(cache_key)
         if cached is not None and cached[1] - now > TOKEN_REFRESH_MARGIN:
             return cached[0]
-        token = self._endpoints.signing_key(environment).mint(
-            subject=identity, role=role, environment=environment, ttl=TOKEN_TTL)
-        self._tokens[key] = (token, now + TOKEN_TTL)
+        token = key.mint(subject=identity, role=role, environment=environment, ttl=TOKEN_TTL)
+        self._tokens[cache_key] = (token, now + TOKEN_TTL)
         return token
 
-    def forget(self, environment: str) -> None:
-        """Drop an environment's tokens (its keys are gone with it)."""
-        for key in [k for k in self._tokens if k[0] == environment]:
-            del self._tokens[key]
+    def refused(self, environment: str) -> None:
+        """Airflow refused a token: read the environment's key again before the next."""
+        self._keys.pop(environment, None)
+
+    def _key(self, environment: str, now: float) -> tuple[SigningKey, str]:
+        known = self._keys.get(environment)
+        if known is not None and now - known[2] < KEY_RECHECK:
+            return known[0], known[1]
+        key = self._endpoints.signing_key(environment)
+        key_id = str(key.public_jwk()["x"])  # the public key: changes with the key
+        self._keys[environment] = (key, key_id, now)
+        for stale in [k for k in self._tokens if k[0] == environment and k[1] != key_id]:
+            del self._tokens[stale]  # minted with a key the environment no longer has
+        return key, key_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +215,8 @@ class RestApiProxy:
                                               headers=headers, data=content,
                                               allow_redirects=False) as response:
                 body = await _read_limited(response)
+                if response.status == 401 and "Authorization" in headers:
+                    self._tokens.refused(call.environment)
                 return _result(response.status, body)
         except TimeoutError:
             raise _server_error(504, f"Airflow did not answer within {self._timeout:g} s") \
