@@ -41,10 +41,10 @@ from airgate.store.schema import (
 
 PrincipalKind = Literal["user", "role"]
 
-_NAME = re.compile(r"[\w+=,.@-]{1,64}")
-_POLICY_NAME = re.compile(r"[\w+=,.@-]{1,128}")
-_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
-_PATH = re.compile(r"/([\x21-\x7e]{0,510}/)?")
+# Paths as botocore's iam model has them: pathType for users and roles, policyPathType
+# (no `*`, `~`, ...) for managed policies; at most 512 characters.
+_PATH = re.compile(r"/([\x21-\x7e]{1,510}/)?")
+_POLICY_PATH = re.compile(r"(?=.{1,512}\Z)(/[A-Za-z0-9.,+@=_-]+)*/")
 _MAX_KEYS_PER_USER = 2
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _INVALID_TOKEN = "The security token included in the request is invalid."
@@ -81,6 +81,39 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
         raise IamError("ValidationError", f"The specified value for {what} is invalid: "
                        f"it must match {pattern.pattern}")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class _NameRule:
+    """A name as botocore's iam and sts models define it (userNameType, roleNameType,
+    policyNameType, roleSessionNameType): `[\\w+=,.@-]` with the model's (Java's) ASCII
+    `\\w`, "upper and lowercase alphanumeric characters with no spaces" as its
+    documentation says; so `élise` or a fullwidth `admin` is no IAM name."""
+
+    member: str  # as AWS's validation messages name it
+    min_length: int
+    max_length: int
+
+    _CHARACTERS = re.compile(r"[\w+=,.@-]*", re.ASCII)
+
+    def check(self, value: str) -> str:
+        """`value`, or IamError ValidationError worded as AWS words it."""
+        if len(value) < self.min_length:
+            problem = f"Member must have length greater than or equal to {self.min_length}"
+        elif len(value) > self.max_length:
+            problem = f"Member must have length less than or equal to {self.max_length}"
+        elif not self._CHARACTERS.fullmatch(value):
+            problem = r"Member must satisfy regular expression pattern: [\w+=,.@-]+"
+        else:
+            return value
+        raise IamError("ValidationError", f"1 validation error detected: Value '{value}' at "
+                       f"'{self.member}' failed to satisfy constraint: {problem}")
+
+
+_USER_NAME = _NameRule("userName", 1, 64)
+_ROLE_NAME = _NameRule("roleName", 1, 64)
+_POLICY_NAME = _NameRule("policyName", 1, 128)
+_SESSION_NAME = _NameRule("roleSessionName", 2, 64)  # sts
 
 
 def _parse_document(document: str) -> str:
@@ -167,7 +200,7 @@ class Identities:
     # --- users -----------------------------------------------------------------------
 
     def create_user(self, name: str, path: str = "/") -> dict[str, Any]:
-        _check(_NAME, name, "userName")
+        _USER_NAME.check(name)
         _check(_PATH, path, "path")
         with self._changing() as session:
             if self._find_user(session, name) is not None:
@@ -267,7 +300,7 @@ class Identities:
                 "Version": "2012-10-17", "Statement": [{
                     "Effect": "Allow", "Action": "sts:AssumeRole",
                     "Principal": {"AWS": f"arn:aws:iam::{self.account_id}:root"}}]})
-        _check(_NAME, name, "roleName")
+        _ROLE_NAME.check(name)
         _check(_PATH, path, "path")
         if not 3600 <= max_session_duration <= 43200:
             raise IamError("ValidationError", "MaxSessionDuration must be between 3600 and "
@@ -307,7 +340,7 @@ class Identities:
         Issued by the operator (who owns the store), so the role's trust policy is recorded
         but not evaluated against a caller.
         """
-        _check(_SESSION_NAME, session_name, "roleSessionName")
+        _SESSION_NAME.check(session_name)
         with self._changing() as session:
             role = self._role(session, role_name)
             if not 900 <= duration_seconds <= role.max_session_duration:
@@ -352,7 +385,7 @@ class Identities:
 
     def put_inline_policy(self, kind: PrincipalKind, principal_name: str, policy_name: str,
                           document: str) -> None:
-        _check(_POLICY_NAME, policy_name, "policyName")
+        _POLICY_NAME.check(policy_name)
         _parse_document(document)
         with self._changing() as session:
             principal_id = self._principal_id(session, kind, principal_name)
@@ -401,8 +434,8 @@ class Identities:
     # --- managed policies ------------------------------------------------------------
 
     def create_policy(self, name: str, document: str, path: str = "/") -> dict[str, Any]:
-        _check(_POLICY_NAME, name, "policyName")
-        _check(_PATH, path, "path")
+        _POLICY_NAME.check(name)
+        _check(_POLICY_PATH, path, "path")
         _parse_document(document)
         try:
             with self._changing() as session:
