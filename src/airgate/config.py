@@ -4,6 +4,7 @@ defaults. Everything else reads a `Settings`, never the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, replace
@@ -57,6 +58,9 @@ class Settings:
     extra_airflow_versions: tuple[str, ...] = ()
     # HTTPS for the API and every environment's front, from a local CA (airgate.tls).
     tls: bool = False
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed;
+    # none by default, so aws:SourceIp and aws:SecureTransport are the connection's own.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     @property
     def effective_database_url(self) -> str:
@@ -111,6 +115,12 @@ class Settings:
                                   "release such as 3.2.1")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port out of range: {self.port}")
+        for address in self.forwarded_allow_ips:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ConfigError(f"forwarded-allow-ips: {address!r} is not an IP address or "
+                                  "network; name the reverse proxy's addresses") from None
         return self
 
 
@@ -133,11 +143,17 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         extra_airflow_versions=tuple(
             v.strip() for v in env.get("AIRGATE_AIRFLOW_VERSIONS", "").split(",") if v.strip()),
         tls=env.get("AIRGATE_TLS", "").lower() in ("1", "true", "yes"),
+        forwarded_allow_ips=address_list(env.get("AIRGATE_FORWARDED_ALLOW_IPS", "")),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:
         given["home"] = Path(str(given["home"])).expanduser()
     return replace(settings, **given).validate()  # type: ignore[arg-type]
+
+
+def address_list(text: str) -> tuple[str, ...]:
+    """`10.0.0.1, 10.1.0.0/16` as its items (checked by Settings.validate)."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _port(text: str) -> int:

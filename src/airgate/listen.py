@@ -5,6 +5,7 @@ malformed HTTP with an error AWS clients can parse."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp
@@ -59,12 +60,20 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def uvicorn_config(app: ASGIApp, host: str, port: int, tls: TlsFiles | None = None) -> Any:
+def uvicorn_config(app: ASGIApp, host: str, port: int, tls: TlsFiles | None = None,
+                   forwarded_allow_ips: Sequence[str] = ()) -> Any:
     """How airgate serves HTTP(S): uvloop when present, the bounded httptools protocol, no
-    access log of uvicorn's own (airgate writes one line per call itself)."""
+    access log of uvicorn's own (airgate writes one line per call itself).
+
+    X-Forwarded-For and X-Forwarded-Proto are ignored unless `forwarded_allow_ips` names
+    the reverse proxies that may set them: they decide `aws:SourceIp` and
+    `aws:SecureTransport`, and uvicorn would otherwise believe them from any local process
+    (its default trusts 127.0.0.1, or $FORWARDED_ALLOW_IPS)."""
     import uvicorn
 
     return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                           server_header=False, lifespan="on", http=BoundedHttpProtocol,
+                          proxy_headers=bool(forwarded_allow_ips),
+                          forwarded_allow_ips=list(forwarded_allow_ips),
                           ssl_certfile=str(tls.certificate) if tls else None,
                           ssl_keyfile=str(tls.private_key) if tls else None)

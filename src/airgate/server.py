@@ -150,7 +150,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
         tokens = EnvironmentTokens.load_or_create(settings.home / "keys" / "web-tokens.key")
         fronts = WebFronts(environments, tokens, runtime.web_port, runtime.api_url,
                            runtime.run_airflow_cli, runtime.signing_key, host=settings.host,
-                           tls=tls)
+                           tls=tls, forwarded_allow_ips=settings.forwarded_allow_ips)
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
                             rest_api, admission, fronts)
 
@@ -279,7 +279,8 @@ def serve(settings: Settings, dags: Path | None = None, default_environment: boo
     if default_environment:
         folder = ensure_default_environment(airgate, dags)
         _announce_when_ready(airgate, DEFAULT_ENVIRONMENT, folder)
-    config = uvicorn_config(airgate.app, settings.host, settings.port, airgate.tls)
+    config = uvicorn_config(airgate.app, settings.host, settings.port, airgate.tls,
+                            settings.forwarded_allow_ips)
     # uvicorn stops on SIGTERM, then raises the signal again; its default action would end
     # the process before the environments are stopped below, leaving Airflow running.
     signal.signal(signal.SIGTERM, _exit_on_signal)

@@ -12,7 +12,7 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import uvicorn
@@ -47,8 +47,10 @@ class WebFronts:
                                    subprocess.CompletedProcess[bytes]],
                  signing_key_of: Callable[[str], SigningKey],
                  host: str = "127.0.0.1", interval: float = 1.0,
-                 tls: TlsFiles | None = None) -> None:
+                 tls: TlsFiles | None = None,
+                 forwarded_allow_ips: Sequence[str] = ()) -> None:
         self._tls = tls
+        self._forwarded_allow_ips = tuple(forwarded_allow_ips)
         self._store = store
         self.tokens = tokens
         self._port_of = port_of
@@ -122,7 +124,8 @@ class WebFronts:
                                                    environment=name, ttl=SESSION_TTL)
 
         front = EnvironmentFront(name, upstream, self.tokens, run_cli, mint_session)
-        server = uvicorn.Server(uvicorn_config(front, self._host, port, self._tls))
+        server = uvicorn.Server(uvicorn_config(front, self._host, port, self._tls,
+                                               self._forwarded_allow_ips))
         thread = threading.Thread(target=server.run, daemon=True, name=f"airgate-web-{name}")
         thread.start()
         self._running[name] = _Running(port, server, thread)
