@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import httptools
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -22,10 +23,15 @@ class RequestHeadTooLarge(Exception):
     """Raised inside the parser's callbacks, which turns it into a 400 for the client."""
 
 
+class MalformedRequestTarget(Exception):
+    """A request target that is no path (`GET * HTTP/1.1`): a 400, like the above."""
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, but a request head over MAX_REQUEST_HEAD_BYTES is
-    refused, and any request the parser can't read gets a JSON `ValidationException`
-    (what botocore and the other SDKs parse) instead of a plain-text 400."""
+    """uvicorn's httptools protocol, but a request head over MAX_REQUEST_HEAD_BYTES or a
+    request target that is not a path is refused, and any request the parser can't read
+    gets a JSON `ValidationException` (what botocore and the other SDKs parse) instead of
+    a plain-text 400 (or a 500 from an app handed no path)."""
 
     _head_bytes = 0
     _refusal = "The request is not valid HTTP/1.1."
@@ -41,6 +47,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
         super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        # Only a path (origin-form, or absolute-form with a path) names something served:
+        # `*`, or `http://host` without a path, would reach the app with no usable path.
+        try:
+            path = httptools.parse_url(self.url).path
+        except httptools.HttpParserInvalidURLError:
+            path = None
+        if not path or not path.startswith(b"/"):
+            self._refusal = "The request target must be a path starting with '/'."
+            raise MalformedRequestTarget(self._refusal)
+        super().on_headers_complete()
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
