@@ -201,7 +201,7 @@ def _run_up(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port, region=args.region,
                          account_id=args.account_id,
                          airflow_database_url=args.airflow_database_url,
-                         tls=True if args.tls else None,
+                         tls=True if args.tls else None, sandbox=args.sandbox,
                          forwarded_allow_ips=config.address_list(args.forwarded_allow_ips)
                          if args.forwarded_allow_ips is not None else None)
     dags = Path(args.dags) if args.dags else None
@@ -287,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not create the environment named 'default'")
     up.add_argument("--tls", action="store_true",
                     help="serve HTTPS with a local certificate authority (AIRGATE_TLS=1)")
+    up.add_argument("--sandbox", choices=["auto", "required", "off"],
+                    help="how environments are isolated from airgate and each other "
+                    "(AIRGATE_SANDBOX): auto, the best this machine allows (default); "
+                    "required, refuse to start without isolation; off")
     up.add_argument("--forwarded-allow-ips", metavar="ADDRS",
                     help="comma-separated addresses or networks of reverse proxies whose "
                     "X-Forwarded-For and X-Forwarded-Proto are believed for aws:SourceIp and "

@@ -61,6 +61,9 @@ class Settings:
     # Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed;
     # none by default, so aws:SourceIp and aws:SecureTransport are the connection's own.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # How environments are isolated (environments/sandbox.py): auto (the best this machine
+    # allows, said plainly at start), required (refuse to start without isolation), off.
+    sandbox: str = "auto"
 
     @property
     def effective_database_url(self) -> str:
@@ -113,6 +116,8 @@ class Settings:
             if not re.fullmatch(r"3\.\d+\.\d+", version):
                 raise ConfigError(f"AIRGATE_AIRFLOW_VERSIONS: {version!r} is not an Airflow 3 "
                                   "release such as 3.2.1")
+        if self.sandbox not in ("auto", "required", "off"):
+            raise ConfigError(f"sandbox must be auto, required or off, got {self.sandbox!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port out of range: {self.port}")
         for address in self.forwarded_allow_ips:
@@ -143,6 +148,7 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         extra_airflow_versions=tuple(
             v.strip() for v in env.get("AIRGATE_AIRFLOW_VERSIONS", "").split(",") if v.strip()),
         tls=env.get("AIRGATE_TLS", "").lower() in ("1", "true", "yes"),
+        sandbox=env.get("AIRGATE_SANDBOX", "auto"),
         forwarded_allow_ips=address_list(env.get("AIRGATE_FORWARDED_ALLOW_IPS", "")),
     )
     given = {k: v for k, v in overrides.items() if v is not None}

@@ -26,11 +26,13 @@ from airgate.auth.authorize import Authorizer
 from airgate.auth.identities import IamError, Identities
 from airgate.auth.secrets import SecretBox, write_private
 from airgate.aws.spec import router
-from airgate.config import Settings, ensure_writable_home
+from airgate.config import ConfigError, Settings, ensure_writable_home
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.local import LocalRuntime
 from airgate.environments.metadata import MetadataDatabases
 from airgate.environments.runtime import RecordOnlyRuntime, Runtime
+from airgate.environments.sandbox import SandboxUnavailable
+from airgate.environments.sandbox import detect as detect_sandbox
 from airgate.environments.sources import BucketFolders, S3Objects, uses_s3
 from airgate.environments.store import EnvironmentStore
 from airgate.environments.versions import AirflowRuntimes
@@ -126,14 +128,20 @@ def record_only_runtime(settings: Settings, store: EnvironmentStore) -> Runtime:
 
 
 def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
-    """Every environment a real Airflow on this machine (the default)."""
+    """Every environment a real Airflow on this machine (the default), each in its sandbox."""
     sources = S3Objects() if uses_s3() else BucketFolders(settings.buckets_dir)
     runtimes = AirflowRuntimes(settings.home, default_airflow_version(),
                                settings.extra_airflow_versions)
+    installation = installation_id(settings.home)
+    try:
+        sandbox = detect_sandbox(settings.sandbox, installation)
+    except SandboxUnavailable as error:
+        raise ConfigError(str(error)) from None
     return LocalRuntime(settings.home, store, sources=sources, runtimes=runtimes,
                         databases=MetadataDatabases(settings.airflow_database_url,
-                                                    installation_id(settings.home)),
-                        web_scheme=settings.scheme, installation=installation_id(settings.home))
+                                                    installation),
+                        web_scheme=settings.scheme, installation=installation,
+                        sandbox=sandbox)
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:
@@ -275,6 +283,10 @@ def serve(settings: Settings, dags: Path | None = None, default_environment: boo
         print(f"TLS: clients trust {airgate.tls.ca_bundle} (AWS_CA_BUNDLE, "
               "REQUESTS_CA_BUNDLE; `airgate shellenv` sets them)", flush=True)
     print('credentials: eval "$(airgate shellenv)"', flush=True)
+    if isinstance(airgate.runtime, LocalRuntime):
+        isolation = airgate.runtime.sandbox
+        print(f"{'isolation' if isolation.isolated else 'WARNING'}: {isolation.description}",
+              flush=True)
     airgate.start()
     if default_environment:
         folder = ensure_default_environment(airgate, dags)

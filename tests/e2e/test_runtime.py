@@ -321,7 +321,10 @@ def test_dags_plugins_and_startup_script_from_s3(tmp_path: Path) -> None:
             wait_for_status(mwaa, "from-s3", "AVAILABLE")
             runtime = server.airgate.runtime
             assert isinstance(runtime, LocalRuntime)
-            scheduler = psutil.Process(runtime.pids("from-s3")["scheduler"])
+            # The scheduler itself (inside its sandbox, under the process airgate started).
+            started = psutil.Process(runtime.pids("from-s3")["scheduler"])
+            scheduler = next(p for p in [started, *started.children(recursive=True)]
+                             if p.cmdline()[-2:] == ["airflow", "scheduler"])
             assert scheduler.environ().get("AIRGATE_FROM_STARTUP") == "yes"
 
             token = runtime.signing_key("from-s3").mint(subject="user/s3", role="VIEWER",

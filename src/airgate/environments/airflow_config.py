@@ -66,15 +66,23 @@ class Ports:
                 "trigger_logs": self.trigger_logs, "web": self.web}
 
 
+# What an environment's processes inherit of airgate's own environment: nothing but these
+# (locale, time zone, proxies). Everything else they get is set below, so no secret of
+# airgate's (AIRGATE_*, AWS_*, PIP_* with an index's credentials) can reach a tenant.
+PASSED_THROUGH = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "HTTP_PROXY", "HTTPS_PROXY",
+                  "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 def airflow_environment(name: str, spec: Mapping[str, Any], layout: EnvironmentLayout,
                         ports: Ports, dags_folder: str, fernet_key: str, interpreter: Path,
                         base_env: Mapping[str, str],
                         database: Mapping[str, str] | None = None,
-                        web_scheme: str = "http") -> dict[str, str]:
-    """The process environment every component of `name` runs with."""
+                        web_scheme: str = "http", user: str = "airflow") -> dict[str, str]:
+    """The process environment every component of `name` runs with: an allow-list, never
+    airgate's own environment minus a deny-list."""
     api_url = f"http://127.0.0.1:{ports.api}"
-    env = {k: v for k, v in base_env.items()
-           if not k.startswith("AIRFLOW") and k not in ("PYTHONPATH", "AWS_ENDPOINT_URL_MWAA")}
+    env = {key: base_env[key] for key in PASSED_THROUGH if key in base_env}
     options: dict[str, str] = {
         "core.executor": "LocalExecutor",
         "core.auth_manager": AUTH_MANAGER,
@@ -107,10 +115,17 @@ def airflow_environment(name: str, spec: Mapping[str, Any], layout: EnvironmentL
         options["logging.logging_level"] = level
     options.update(spec.get("AirflowConfigurationOptions") or {})
     env.update({_variable(key): value for key, value in options.items()})
-    env["AIRFLOW_HOME"] = str(layout.airflow_home)
-    env["PYTHONPATH"] = str(layout.site_packages)
-    # Tasks that call `airflow` or `python` get this environment's own.
-    env["PATH"] = f"{interpreter.parent}:{base_env.get('PATH', '/usr/bin:/bin')}"
+    env.setdefault("LANG", "C.UTF-8")
+    env.update({
+        "AIRFLOW_HOME": str(layout.airflow_home),
+        "PYTHONPATH": str(layout.site_packages),
+        # Tasks that call `airflow` or `python` get this environment's own.
+        "PATH": f"{interpreter.parent}:{SYSTEM_PATH}",
+        "HOME": str(layout.home),
+        "TMPDIR": "/tmp",
+        "USER": user,
+        "LOGNAME": user,
+    })
     return env
 
 

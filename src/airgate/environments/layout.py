@@ -3,6 +3,8 @@
     AIRGATE_HOME/
       environments/NAME/
         airflow/              AIRFLOW_HOME: metadata database (SQLite), task logs
+        home/, tmp/           HOME and /tmp of the environment's processes
+        sandbox/              the account files its sandbox shows (environments/sandbox.py)
         dags/                 DAGs synced from S3 (with a bucket folder, DAGs are read in place)
         plugins/              plugins.zip, unpacked
         site-packages/        requirements.txt, installed for this environment only
@@ -35,6 +37,16 @@ class EnvironmentLayout:
     @property
     def airflow_home(self) -> Path:
         return self.root / "airflow"
+
+    @property
+    def home(self) -> Path:
+        """HOME of the environment's processes (pip's cache, for one)."""
+        return self.root / "home"
+
+    @property
+    def tmp(self) -> Path:
+        """/tmp of the environment's processes, when they run in a sandbox."""
+        return self.root / "tmp"
 
     @property
     def dags(self) -> Path:
@@ -72,8 +84,8 @@ class EnvironmentLayout:
         return self.logs / f"{component}.log"
 
     def create(self) -> None:
-        for folder in (self.airflow_home, self.dags, self.plugins, self.site_packages, self.logs,
-                       self.own_key.parent):
+        for folder in (self.airflow_home, self.home, self.tmp, self.dags, self.plugins,
+                       self.site_packages, self.logs, self.own_key.parent):
             folder.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
 

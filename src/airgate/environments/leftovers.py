@@ -20,14 +20,18 @@ import psutil
 _log = logging.getLogger("airgate.leftovers")
 
 
-def processes_with_home(airflow_home: Path) -> list[psutil.Process]:
-    """The processes whose AIRFLOW_HOME is airflow_home, or that run in that folder."""
+def processes_with_home(airflow_home: Path, uid: int | None = None) -> list[psutil.Process]:
+    """The processes whose AIRFLOW_HOME is airflow_home, that run in that folder, or that
+    run under the environment's own uid (when its sandbox gives it one)."""
     wanted = str(airflow_home)
     found = []
     for process in psutil.process_iter():
         if process.pid == os.getpid():
             continue
         try:
+            if uid is not None and uid in process.uids():
+                found.append(process)
+                continue
             # A deleted folder still shows as "<path> (deleted)".
             cwd = process.cwd().removesuffix(" (deleted)")
             if cwd == wanted or process.environ().get("AIRFLOW_HOME") == wanted:
@@ -37,10 +41,11 @@ def processes_with_home(airflow_home: Path) -> list[psutil.Process]:
     return found
 
 
-def end_processes_with_home(airflow_home: Path, grace: float = 10.0) -> list[int]:
-    """Terminate, then after `grace` seconds kill, every process of that AIRFLOW_HOME.
+def end_processes_with_home(airflow_home: Path, uid: int | None = None,
+                            grace: float = 10.0) -> list[int]:
+    """Terminate, then after `grace` seconds kill, every process of that environment.
     Returns the PIDs that were found."""
-    found = processes_with_home(airflow_home)
+    found = processes_with_home(airflow_home, uid)
     if not found:
         return []
     pids = [process.pid for process in found]

@@ -25,6 +25,7 @@ import httpx
 
 from airgate.airflow.tokens import SigningKey
 from airgate.environments import provision
+from airgate.environments import sandbox as sandboxed
 from airgate.environments.airflow_config import Ports, airflow_environment, check_options
 from airgate.environments.layout import (
     COMPONENTS,
@@ -35,10 +36,11 @@ from airgate.environments.layout import (
 from airgate.environments.leftovers import end_processes_with_home
 from airgate.environments.metadata import MetadataDatabases
 from airgate.environments.provision import ProvisionError
+from airgate.environments.sandbox import Confinement, Sandbox, View
 from airgate.environments.sources import BucketFolders, S3Objects
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.environments.supervisor import ComponentSpec, ProcessGroup
-from airgate.environments.versions import AirflowRuntimes
+from airgate.environments.versions import AirflowRuntimes, runtime_folders
 from airgate.errors import (
     ResourceNotFoundException,
     ServiceUnavailableException,
@@ -76,8 +78,11 @@ class LocalRuntime:
                  sources: BucketFolders | S3Objects, runtimes: AirflowRuntimes,
                  environ: Mapping[str, str] | None = None,
                  databases: MetadataDatabases | None = None,
-                 web_scheme: str = "http", installation: str = "local") -> None:
+                 web_scheme: str = "http", installation: str = "local",
+                 sandbox: Sandbox | None = None) -> None:
         self._home = home
+        # Every process of every environment starts in its sandbox (environments/sandbox.py).
+        self._sandbox = sandbox or sandboxed.detect("auto", installation)
         # Which airgate runs an environment: the one that created it. Other airgates on the
         # same store (several gateways on one PostgreSQL) leave its processes alone, and
         # their UpdateEnvironment and DeleteEnvironment calls are carried out by this one.
@@ -107,6 +112,11 @@ class LocalRuntime:
     @property
     def supported_versions(self) -> tuple[str, ...]:
         return self._runtimes.versions
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """What isolates this runtime's environments from airgate and each other."""
+        return self._sandbox
 
     def check_spec(self, spec: Mapping[str, Any]) -> None:
         check_options(spec.get("AirflowConfigurationOptions") or {})
@@ -169,9 +179,8 @@ class LocalRuntime:
             context = self._cli_contexts.get(name)
         if context is None:
             raise LookupError(name)
-        return subprocess.run([*context.argv, *argv], env=dict(context.env), cwd=context.cwd,
-                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                              check=False)
+        return sandboxed.run(context.sandbox, [*context.argv, *argv], context.env, context.cwd,
+                             timeout)
 
     def pids(self, name: str) -> dict[str, int]:
         group = self._groups.get(name)
@@ -267,7 +276,7 @@ class LocalRuntime:
     def _fresh_start(self, record: EnvironmentRecord) -> ProvisionError | None:
         """(Re)start the environment's processes; after a failure none is left running."""
         self._stop(record.name)
-        end_processes_with_home(self._layout(record.name).airflow_home)
+        self._end_leftovers(record.name)
         try:
             self._start(record)
         except ProvisionError as error:
@@ -275,10 +284,13 @@ class LocalRuntime:
             return error
         return None
 
+    def _end_leftovers(self, name: str) -> None:
+        end_processes_with_home(self._layout(name).airflow_home, self._sandbox.uid_of(name))
+
     def _delete(self, name: str) -> None:
         self._stop(name)
         layout = self._layout(name)
-        end_processes_with_home(layout.airflow_home)
+        self._end_leftovers(name)
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.airgate_key.unlink(missing_ok=True)
         self._databases.drop(name)
@@ -301,39 +313,43 @@ class LocalRuntime:
     def _provision_and_launch(self, record: EnvironmentRecord) -> None:
         name, spec = record.name, record.spec
         layout = self._layout(name)
+        shutil.rmtree(layout.tmp, ignore_errors=True)  # /tmp starts empty, as on a new host
         layout.create()
         setup_log = layout.log_file("setup")
         provision.keys(layout)
         ports = self._ports(record)
         version = spec["AirflowVersion"]
         interpreter = self._runtimes.interpreter(version)
-        self._databases.ensure(name)
+        database = self._databases.prepare(name, layout)
+        dags_folder = self._dags_folder(spec, layout)
+        sandbox = self._confine(name, layout, interpreter, Path(dags_folder))
         env = airflow_environment(
-            name, spec, layout, ports, self._dags_folder(spec, layout),
-            layout.fernet_key.read_text().strip(), interpreter, self._environ,
-            self._databases.connections(name, layout), self._web_scheme)
+            name, spec, layout, ports, dags_folder, layout.fernet_key.read_text().strip(),
+            interpreter, self._environ, database, self._web_scheme, sandbox.user)
 
-        requirements = layout.root / "requirements.txt"
-        if provision.fetch_object(self._sources, spec, "Requirements", requirements):
-            constraints = self._runtimes.folder(version) / "constraints.txt"
-            provision.write_constraints(interpreter, constraints)
-            provision.install_requirements(interpreter, requirements,
-                                           layout.site_packages, constraints, env, setup_log)
+        # Plugins first: requirements may name wheels shipped in plugins.zip, as on MWAA.
         plugins = layout.root / "plugins.zip"
         if provision.fetch_object(self._sources, spec, "Plugins", plugins):
             provision.unpack_plugins(plugins, layout.plugins)
+        requirements = layout.root / "requirements.txt"
+        if provision.fetch_object(self._sources, spec, "Requirements", requirements):
+            constraints = layout.root / "constraints.txt"
+            provision.write_constraints(
+                interpreter, self._runtimes.folder(version) / "constraints.txt", constraints)
+            provision.install_requirements(interpreter, requirements, layout.site_packages,
+                                           constraints, env, setup_log, sandbox)
         script = layout.root / "startup.sh"
         if provision.fetch_object(self._sources, spec, "StartupScript", script):
-            env.update(provision.run_startup_script(script, env, setup_log))
-        provision.migrate_database(interpreter, env, setup_log)
+            env.update(provision.run_startup_script(script, env, setup_log, sandbox))
+        provision.migrate_database(interpreter, env, setup_log, sandbox)
 
-        group = ProcessGroup([self._component(interpreter, c, env, layout, ports)
+        group = ProcessGroup([self._component(interpreter, c, env, layout, ports, sandbox)
                               for c in COMPONENTS])
         with self._guard:
             self._groups[name] = group
             self._cli_contexts[name] = ComponentSpec("cli", [str(interpreter), "-m", "airflow"],
                                                      env, layout.log_file("cli"),
-                                                     layout.airflow_home)
+                                                     layout.airflow_home, sandbox)
         group.start()
         # The UI as users reach it: through airgate's front, its WebServerHostname.
         self._store.set_runtime(name, {RUNNER: self._installation, "Ports": ports.as_dict(),
@@ -341,14 +357,28 @@ class LocalRuntime:
                                            f"{self._web_scheme}://127.0.0.1:{ports.web}"})
         self._await_healthy(name, group, ports.api)
 
+    def _confine(self, name: str, layout: EnvironmentLayout, interpreter: Path,
+                 dags_folder: Path) -> Confinement:
+        """The environment's sandbox: it writes its AIRFLOW_HOME, HOME and site-packages,
+        reads its own folder, the runtime and its DAGs, and nothing else of airgate's."""
+        inside = layout.root == dags_folder or layout.root in dags_folder.parents
+        view = View(name, layout.root,
+                    writable=(layout.airflow_home, layout.home, layout.site_packages),
+                    readable=(*runtime_folders(interpreter), *(() if inside else (dags_folder,))),
+                    tmp=layout.tmp, workdir=layout.airflow_home)
+        confinement = self._sandbox.confine(view)
+        sandboxed.grant_read(layout.own_key, confinement.uid)  # Airflow signs with it
+        return confinement
+
     @staticmethod
     def _component(interpreter: Path, component: str, env: dict[str, str],
-                   layout: EnvironmentLayout, ports: Ports) -> ComponentSpec:
+                   layout: EnvironmentLayout, ports: Ports,
+                   sandbox: Confinement) -> ComponentSpec:
         argv = [str(interpreter), "-m", "airflow", component]
         if component == "api-server":
             argv += ["--host", "127.0.0.1", "--port", str(ports.api)]
         return ComponentSpec(component, argv, env, layout.log_file(component),
-                             layout.airflow_home)
+                             layout.airflow_home, sandbox)
 
     def _await_healthy(self, name: str, group: ProcessGroup, port: int) -> None:
         deadline = time.monotonic() + HEALTH_TIMEOUT

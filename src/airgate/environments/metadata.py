@@ -2,20 +2,29 @@
 
 SQLite in the environment's AIRFLOW_HOME by default. When the operator names a PostgreSQL
 server (AIRGATE_AIRFLOW_DATABASE_URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres),
-each environment gets its own database on it, created on first start and dropped with the
-environment, reached through psycopg 3 for both Airflow's sync and async engines. Names
-carry the airgate installation, so that two installations sharing a server never share an
-environment's database.
+each environment gets its own database there and a login role of its own that owns that
+database and nothing else: the operator's (administrator's) URL never reaches an
+environment. The role's password is random and new at every start of the environment; the
+server only ever receives its SCRAM verifier. Names carry the airgate installation, so two
+installations sharing a server never share an environment's database or role.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import logging
 import re
+import secrets
+from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
 from airgate.environments.layout import EnvironmentLayout
+
+SCRAM_ITERATIONS = 4096  # PostgreSQL's own default
+_log = logging.getLogger("airgate.metadata")
 
 
 class MetadataDatabases:
@@ -25,41 +34,108 @@ class MetadataDatabases:
         if server_url:
             self._server = make_url(server_url).set(drivername="postgresql+psycopg")
 
-    def connections(self, name: str, layout: EnvironmentLayout) -> dict[str, str]:
-        """Airflow's database options for this environment."""
+    def prepare(self, name: str, layout: EnvironmentLayout) -> dict[str, str]:
+        """Airflow's database options for this environment, its database and role made
+        (or brought up to date) on the server first."""
         if self._server is None:
             return {"database.sql_alchemy_conn": f"sqlite:///{layout.database}"}
-        url = self._server.set(database=self.name_of(name)).render_as_string(
-            hide_password=False)
+        password = secrets.token_urlsafe(32)
+        self._ensure(self.name_of(name), password)
+        url = self._server.set(database=self.name_of(name), username=self.name_of(name),
+                               password=password).render_as_string(hide_password=False)
         return {"database.sql_alchemy_conn": url, "database.sql_alchemy_conn_async": url}
-
-    def ensure(self, name: str) -> None:
-        """Create the environment's database on the server if it is not there yet."""
-        if self._server is None:
-            return
-        import psycopg
-
-        database = self.name_of(name)
-        with psycopg.connect(self._admin_dsn(), autocommit=True) as connection:
-            exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                        (database,)).fetchone()
-            if exists is None:
-                connection.execute(f'CREATE DATABASE "{database}"')
 
     def drop(self, name: str) -> None:
         if self._server is None:
             return
-        import psycopg
+        from psycopg import sql
 
-        with psycopg.connect(self._admin_dsn(), autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{self.name_of(name)}" WITH (FORCE)')
+        database = sql.Identifier(self.name_of(name))
+        with self._admin() as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                database))
+            connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(database))
 
     def name_of(self, environment: str) -> str:
+        """The environment's database, and its role: the same name."""
         return database_name(environment, self._installation)
 
-    def _admin_dsn(self) -> str:
+    def _ensure(self, name: str, password: str) -> None:
+        from psycopg import sql
+
+        role = sql.Identifier(name)
+        verifier = sql.Literal(scram_verifier(password))
+        with self._admin() as connection:
+            if connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                  (name,)).fetchone() is None:
+                connection.execute(sql.SQL(
+                    "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                    "PASSWORD {}").format(role, verifier))
+            else:
+                connection.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                    role, verifier))
+            if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone() is None:
+                connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role))
+            else:
+                connection.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
+            # No other role may even connect (PUBLIC has CONNECT on new databases).
+            connection.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
+        with self._admin(name) as connection:
+            _hand_over_objects(connection, name)
+
+    def _admin(self, database: str | None = None) -> Any:
+        import psycopg
+
         assert self._server is not None
-        return self._server.set(drivername="postgresql").render_as_string(hide_password=False)
+        url = self._server.set(drivername="postgresql")
+        if database is not None:
+            url = url.set(database=database)
+        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
+def _hand_over_objects(connection: Any, role: str) -> None:
+    """Tables, views and sequences an earlier airgate made as the administrator (before
+    environments had roles of their own) become the environment role's, so that it can
+    migrate them."""
+    from psycopg import sql
+
+    kinds = {"r": "TABLE", "p": "TABLE", "f": "FOREIGN TABLE", "v": "VIEW",
+             "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+    rows = connection.execute(
+        "SELECT c.relkind, n.nspname, c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg_toast%%' AND c.relkind = ANY(%s) "
+        "AND pg_get_userbyid(c.relowner) <> %s "
+        # Sequences that belong to a column move with their table.
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid "
+        "AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+        "AND c.relkind = 'S') ORDER BY c.relkind DESC",
+        (list(kinds), role)).fetchall()
+    for kind, schema, name in rows:
+        connection.execute(sql.SQL("ALTER {} {}.{} OWNER TO {}").format(
+            sql.SQL(kinds[kind]), sql.Identifier(schema), sql.Identifier(name),
+            sql.Identifier(role)))
+    if rows:
+        _log.info("environment database handed to its own role",
+                  extra={"fields": {"role": role, "objects": len(rows)}})
+
+
+def scram_verifier(password: str, iterations: int = SCRAM_ITERATIONS) -> str:
+    """PostgreSQL's SCRAM-SHA-256 verifier for `password` (RFC 5802, RFC 7677), as
+    `CREATE ROLE ... PASSWORD` accepts it: the server can check the password, its catalogue
+    and statement log never hold it."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return (f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}")
 
 
 def database_name(environment: str, installation: str = "") -> str:

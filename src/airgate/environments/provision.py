@@ -17,8 +17,10 @@ from cryptography.fernet import Fernet
 
 from airgate.airflow.tokens import SigningKey, write_jwks
 from airgate.auth.secrets import write_private
+from airgate.environments import sandbox as sandboxed
 from airgate.environments.airflow_config import OWN_KEY_ID
 from airgate.environments.layout import EnvironmentLayout
+from airgate.environments.sandbox import Confinement
 
 AIRGATE_KEY_ID = "airgate"
 REQUIREMENTS_TIMEOUT = 600.0
@@ -85,8 +87,9 @@ def unpack_plugins(archive: Path, folder: Path) -> None:
 
 
 def install_requirements(interpreter: Path, requirements: Path, target: Path,
-                         constraints: Path, env: Mapping[str, str], log: Path) -> None:
-    """pip install into this environment's own folder, never into a shared one.
+                         constraints: Path, env: Mapping[str, str], log: Path,
+                         sandbox: Confinement) -> None:
+    """pip install, in the environment's sandbox, into its own folder, never a shared one.
 
     The constraints pin every package the runtime already has, so a requirement can't swap
     out a version Airflow depends on: pip fails instead, and says why.
@@ -95,47 +98,53 @@ def install_requirements(interpreter: Path, requirements: Path, target: Path,
                "--no-input", "--target", str(target), "--upgrade", "-r", str(requirements),
                "-c", str(constraints)]
     _run("REQUIREMENTS_INSTALL_FAILED", "pip install -r requirements.txt", command, env, log,
-         REQUIREMENTS_TIMEOUT)
+         REQUIREMENTS_TIMEOUT, sandbox)
 
 
-def write_constraints(interpreter: Path, destination: Path) -> None:
-    """The runtime's installed versions, as a pip constraints file (made once per runtime)."""
-    if destination.exists():
-        return
-    frozen = subprocess.run([str(interpreter), "-m", "pip", "freeze", "--exclude-editable"],
-                            capture_output=True, text=True, check=True, timeout=120).stdout
-    pins = [line for line in frozen.splitlines() if "==" in line and not line.startswith("-e")]
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_text("\n".join(pins) + "\n")
+def write_constraints(interpreter: Path, cache: Path, destination: Path) -> None:
+    """The runtime's installed versions, as a pip constraints file: made once per runtime
+    (in `cache`, airgate's), copied to `destination` where the environment's pip reads it."""
+    if not cache.exists():
+        frozen = subprocess.run([str(interpreter), "-m", "pip", "freeze", "--exclude-editable"],
+                                capture_output=True, text=True, check=True, timeout=120,
+                                env={"PATH": "/usr/bin:/bin"}).stdout
+        pins = [line for line in frozen.splitlines()
+                if "==" in line and not line.startswith("-e")]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text("\n".join(pins) + "\n")
+    destination.write_bytes(cache.read_bytes())
 
 
-def run_startup_script(script: Path, env: Mapping[str, str], log: Path) -> dict[str, str]:
-    """Run the startup script as MWAA does, before the components; the variables it exports
-    are added to their environment."""
-    command = ["bash", "-c", 'set -a; source "$1" 1>&2; env -0', "startup", str(script)]
+def run_startup_script(script: Path, env: Mapping[str, str], log: Path,
+                       sandbox: Confinement) -> dict[str, str]:
+    """Run the startup script as MWAA does, in the environment's sandbox, before the
+    components; the variables it exports are added to their environment."""
+    command = ["/bin/bash", "-c", 'set -a; source "$1" 1>&2; env -0', "startup", str(script)]
     output = _run("STARTUP_SCRIPT_FAILED", "the startup script", command, env, log,
-                  STARTUP_SCRIPT_TIMEOUT, capture_stdout=True)
+                  STARTUP_SCRIPT_TIMEOUT, sandbox, capture_stdout=True)
     exported = dict(item.split("=", 1) for item in output.split("\0") if "=" in item)
     return {k: v for k, v in exported.items() if env.get(k) != v and not k.startswith("AIRFLOW")
             and k not in ("PWD", "SHLVL", "_", "OLDPWD")}
 
 
-def migrate_database(interpreter: Path, env: Mapping[str, str], log: Path) -> None:
+def migrate_database(interpreter: Path, env: Mapping[str, str], log: Path,
+                     sandbox: Confinement) -> None:
     _run("AIRFLOW_DB_MIGRATE_FAILED", "airflow db migrate",
-         [str(interpreter), "-m", "airflow", "db", "migrate"], env, log, MIGRATE_TIMEOUT)
+         [str(interpreter), "-m", "airflow", "db", "migrate"], env, log, MIGRATE_TIMEOUT,
+         sandbox)
 
 
 def _run(code: str, what: str, command: list[str], env: Mapping[str, str], log: Path,
-         timeout: float, capture_stdout: bool = False) -> str:
-    """Run a setup command with its output in `log`; a failure's tail becomes the error."""
+         timeout: float, sandbox: Confinement, capture_stdout: bool = False) -> str:
+    """Run a setup command in the environment's sandbox, its output in `log`; a failure's
+    tail becomes the error."""
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = subprocess.run(command, env=dict(env), capture_output=True, timeout=timeout,
-                                cwd=env.get("AIRFLOW_HOME"), stdin=subprocess.DEVNULL)
+        result = sandboxed.run(sandbox, command, env, Path(env["AIRFLOW_HOME"]), timeout)
     except subprocess.TimeoutExpired:
         raise ProvisionError(code, f"{what} did not finish within {timeout:.0f} s") from None
     with open(log, "ab") as sink:
-        sink.write(f"$ {' '.join(command)}\n".encode())
+        sink.write(f"$ {' '.join(command)}\n".encode())  # the command, not the sandbox's
         if not capture_stdout:
             sink.write(result.stdout)
         sink.write(result.stderr)

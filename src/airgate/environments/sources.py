@@ -8,7 +8,9 @@ instead, into the environment's own folders.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,9 +18,34 @@ from typing import Any
 
 from airgate.errors import ValidationException
 
+_log = logging.getLogger("airgate.sources")
+
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
 
 def bucket_name(bucket_arn: str) -> str:
     return bucket_arn.rsplit(":", 1)[-1]
+
+
+def valid_bucket_name(name: str) -> bool:
+    """S3's rules for general purpose bucket names: what makes `.` and `..` (which would
+    map a bucket onto airgate's own folders) impossible."""
+    return (bool(_BUCKET_NAME.fullmatch(name)) and ".." not in name
+            and ".-" not in name and "-." not in name
+            and not _IP_ADDRESS.fullmatch(name)
+            and not name.startswith(("xn--", "sthree-", "amzn-s3-demo-"))
+            and not name.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3")))
+
+
+def object_parts(key: str) -> list[str] | None:
+    """The path segments of an object key, or None if the key can't be a file inside a
+    folder: absolute, empty segments (`//`), `.` or `..`, a backslash or a NUL."""
+    parts = key.split("/")
+    if any(part in ("", ".", "..") or "\\" in part or "\0" in part for part in parts):
+        return None
+    return parts
 
 
 def uses_s3(env: Mapping[str, str] | None = None) -> bool:
@@ -34,13 +61,13 @@ class BucketFolders:
 
     def path(self, bucket_arn: str, key: str) -> Path:
         """The file or folder for `key`, which can never be outside the bucket's folder."""
-        # Checked lexically: the operator may link a bucket's folder to one elsewhere
-        # (`airgate up --dags DIR`), but a key can't climb out with `..`.
-        bucket = Path(os.path.normpath(self.root / bucket_name(bucket_arn)))
-        target = Path(os.path.normpath(bucket / key.strip("/")))
-        if target != bucket and bucket not in target.parents:
-            raise ValidationException(f"{key} is not inside the bucket")
-        return target
+        # Checked lexically: the operator may link a folder in a bucket to one elsewhere
+        # (`airgate up --dags DIR`), but neither a bucket name nor a key can climb out.
+        name = bucket_name(bucket_arn)
+        parts = object_parts(key.strip("/")) if key.strip("/") else []
+        if not valid_bucket_name(name) or parts is None:
+            raise ValidationException(f"s3://{name}/{key} can't be a file in a bucket")
+        return self.root.joinpath(name, *parts)
 
     def fetch(self, bucket_arn: str, key: str, version: str | None, destination: Path) -> None:
         """Copy an object to `destination`; a missing object is a clear error."""
@@ -89,8 +116,14 @@ class S3Objects:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 relative = item["Key"][len(prefix):]
-                if relative and not relative.endswith("/") and ".." not in relative.split("/"):
-                    wanted[destination / relative] = item["Key"]
+                if not relative or relative.endswith("/"):
+                    continue  # the prefix itself, or a "folder" object
+                parts = object_parts(relative)
+                if parts is None:  # `dags//etc/x`, `dags/../x`: never outside the folder
+                    _log.warning("S3 object skipped: its key is not a path inside the DAG "
+                                 "folder", extra={"fields": {"bucket": bucket}})
+                    continue
+                wanted[destination.joinpath(*parts)] = item["Key"]
         changed = False
         for path, key in wanted.items():
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()

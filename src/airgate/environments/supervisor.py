@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airgate.environments.sandbox import UNCONFINED, Confinement
+
 _log = logging.getLogger("airgate.supervisor")
 
 BACKOFF_INITIAL = 1.0
@@ -35,6 +37,7 @@ class ComponentSpec:
     env: Mapping[str, str]
     log_file: Path
     cwd: Path
+    sandbox: Confinement = UNCONFINED  # where it runs (environments/sandbox.py)
 
 
 @dataclass(slots=True)
@@ -114,10 +117,12 @@ class ProcessGroup:
     def _spawn(self, component: _Component) -> None:
         spec = component.spec
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(spec.log_file, "ab") as log:
+        with open(spec.log_file, "ab") as log, spec.sandbox.launch(spec.argv,
+                                                                    spec.env) as launch:
             component.process = subprocess.Popen(
-                list(spec.argv), env=dict(spec.env), cwd=spec.cwd, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                launch.args, env=launch.env, pass_fds=launch.pass_fds, cwd=spec.cwd,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
         component.started_at = time.monotonic()
 
     def _watch(self) -> None:

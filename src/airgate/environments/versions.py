@@ -45,6 +45,19 @@ def release_time(version: str) -> datetime.datetime | None:
     return min(stamps) if stamps else None
 
 
+def runtime_folders(interpreter: Path) -> tuple[Path, ...]:
+    """What an environment must be able to read to run `interpreter`: its virtualenv and
+    the Python installation the virtualenv was made from."""
+    venv = interpreter.parent.parent
+    config = venv / "pyvenv.cfg"
+    if not config.is_file():
+        return (interpreter.resolve().parent.parent,)
+    home = next((line.split("=", 1)[1].strip() for line in config.read_text().splitlines()
+                 if line.split("=", 1)[0].strip() == "home"), None)
+    base = Path(home).resolve().parent if home else interpreter.resolve().parent.parent
+    return (venv, base)
+
+
 class AirflowRuntimes:
     def __init__(self, home: Path, default_version: str, extra_versions: tuple[str, ...] = (),
                  base_interpreter: Path | None = None) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from airgate.call import Call
 from airgate.environments.runtime import Runtime
+from airgate.environments.sources import bucket_name, valid_bucket_name
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.errors import ResourceNotFoundException, ServiceError, ValidationException
 from airgate.mwaa.admission import Admission
@@ -137,7 +138,9 @@ class MwaaProvider:
         """Airflow's REST API, called as the caller with the Airflow role they were allowed."""
         name = params["Name"]
         audit = call.record.extra
-        audit.update(environment=name, method=params["Method"], path=params["Path"][:64])
+        audit.update(environment=name, method=params["Method"])
+        path = check_path(params["Path"])  # logged only once checked: never as sent
+        audit["path"] = path[:64]
         record = call.environment
         if record is None:
             raise ResourceNotFoundException(f"Environment {name} was not found.")
@@ -146,7 +149,7 @@ class MwaaProvider:
                                       "needs an AVAILABLE environment")
         invocation = Invocation(
             environment=name, api_url=self._rest_api.api_url(record),
-            method=params["Method"], path=check_path(params["Path"]),
+            method=params["Method"], path=path,
             query=query_pairs(params.get("QueryParameters")), body=params.get("Body"),
             identity=call.principal.airflow_identity,
             airflow_role=call.authorization.airflow_role or "Public")
@@ -217,6 +220,12 @@ class MwaaProvider:
                                           f"{high} ({spec[high]})")
         if spec.get("Schedulers") is not None and not 1 <= spec["Schedulers"] <= 5:
             raise ValidationException("Schedulers must be between 1 and 5")
+        bucket = bucket_name(spec["SourceBucketArn"])
+        if not valid_bucket_name(bucket):
+            raise ValidationException(
+                "SourceBucketArn must name a valid S3 bucket: 3 to 63 lowercase letters, "
+                "digits, '.' and '-', starting and ending with a letter or digit, without "
+                "'..' and not shaped like an IP address")
         for member in _PATH_MEMBERS:
             if member in spec:
                 _check_relative_path(member, spec[member])
