@@ -5,6 +5,11 @@ Clients that hard-code `https://` (the Amazon provider's web-login fallback buil
 TLS. airgate makes its own CA once, keeps its key in the home (0600), and issues the server
 certificate from it for the listen address, `localhost` and `127.0.0.1`; clients trust the
 CA's bundle (AWS_CA_BUNDLE, REQUESTS_CA_BUNDLE, SSL_CERT_FILE).
+
+The CA carries critical X.509 Name Constraints that permit only those names (`localhost`,
+127.0.0.0/8, ::1 and the listen address): a client that trusts the bundle trusts it for
+nothing else, even if the CA's key were taken. A CA without them (made by an older airgate)
+or for another listen address is replaced at start, at the same path.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -36,9 +42,9 @@ class TlsFiles:
 def ensure_certificates(folder: Path, host: str) -> TlsFiles:
     """The CA and a server certificate valid for `host`, made or renewed as needed."""
     files = TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server-key.pem")
-    ca_key, ca_cert = _authority(folder)
+    ca_key, ca_cert = _authority(folder, permitted_names(host))
     names = _names(host)
-    if not _still_good(files.certificate, names):
+    if not _still_good(files.certificate, names, ca_cert):
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
@@ -63,12 +69,33 @@ def ensure_certificates(folder: Path, host: str) -> TlsFiles:
     return files
 
 
-def _authority(folder: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def permitted_names(host: str) -> list[x509.GeneralName]:
+    """What the CA may vouch for: loopback, `localhost` and the listen address."""
+    permitted: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_network("127.0.0.0/8")),
+        x509.IPAddress(ipaddress.ip_network("::1/128"))]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            permitted.append(x509.DNSName(host))
+    else:
+        if not (address.is_unspecified or address.is_loopback):
+            permitted.append(x509.IPAddress(ipaddress.ip_network(address)))
+    return permitted
+
+
+def _authority(folder: Path, permitted: list[x509.GeneralName],
+               ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The CA, made again if it does not constrain names to exactly `permitted`."""
     key_file, cert_file = folder / "ca-key.pem", folder / "ca.pem"
     if key_file.exists() and cert_file.exists():
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
-        return key, x509.load_pem_x509_certificate(cert_file.read_bytes())
+        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        if _constrained_to(certificate, permitted):
+            return key, certificate
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "airgate local CA")])
     now = datetime.datetime.now(datetime.UTC)
@@ -86,6 +113,8 @@ def _authority(folder: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certifica
                                      encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
+        .add_extension(x509.NameConstraints(permitted_subtrees=permitted,
+                                            excluded_subtrees=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     write_private(key_file, key.private_bytes(serialization.Encoding.PEM,
@@ -109,10 +138,23 @@ def _names(host: str) -> list[x509.GeneralName]:
     return names
 
 
-def _still_good(path: Path, names: list[x509.GeneralName]) -> bool:
+def _constrained_to(certificate: x509.Certificate, permitted: list[x509.GeneralName]) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return (constraints.critical and not constraints.value.excluded_subtrees
+            and set(constraints.value.permitted_subtrees or ()) == set(permitted))
+
+
+def _still_good(path: Path, names: list[x509.GeneralName], ca: x509.Certificate) -> bool:
     if not path.exists():
         return False
     certificate = x509.load_pem_x509_certificates(path.read_bytes())[0]
+    try:
+        certificate.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):  # issued by a CA since replaced
+        return False
     san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     expires = certificate.not_valid_after_utc
     return (set(san) == set(names)
