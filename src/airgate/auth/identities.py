@@ -4,6 +4,10 @@ This is what `airgate iam ...` manages and what the gateway consults on every re
 learn who signed it and which policies apply. Names, ids and errors follow IAM and STS
 (AIDA/AROA/ANPA ids, AKIA/ASIA access keys, NoSuchEntity, EntityAlreadyExists, ...), so that
 anyone who knows the AWS CLI knows these commands.
+
+Names are "not distinguished by case", as IAM's documentation says of user, role and policy
+names (botocore's iam model, CreateUser's UserName): no name may equal another ignoring
+case, and a name in any case finds its entity, which keeps the case it was created with.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -115,6 +119,39 @@ _ROLE_NAME = _NameRule("roleName", 1, 64)
 _POLICY_NAME = _NameRule("policyName", 1, 128)
 _SESSION_NAME = _NameRule("roleSessionName", 2, 64)  # sts
 
+_Named = TypeVar("_Named", User, Role, ManagedPolicy, InlinePolicy)
+
+
+def _same_name(session: Session, entity: type[_Named], name: str,
+               *where: ColumnElement[bool]) -> list[_Named]:
+    """The entities (among those `where` selects) whose name equals `name` ignoring case."""
+    query = select(entity).where(func.lower(entity.name) == func.lower(name), *where)
+    return list(session.scalars(query))
+
+
+def _pick(candidates: list[_Named], name: str) -> _Named | None:
+    """The candidate called `name`: the one with exactly that name, else the only one.
+
+    A store from before names were compared ignoring case may hold several that differ only
+    in case; then only an exact name chooses, and anything else is NoSuchEntity.
+    """
+    exact = next((entity for entity in candidates if entity.name == name), None)
+    if exact is not None or not candidates:
+        return exact
+    if len(candidates) == 1:
+        return candidates[0]
+    names = ", ".join(sorted(entity.name for entity in candidates))
+    raise IamError("NoSuchEntity", f"No entity is named exactly {name}, and {names} differ "
+                   "only in case: give one of those names exactly.")
+
+
+def _already_exists(message: str, name: str, existing: list[_Named]) -> IamError:
+    """EntityAlreadyExists, saying which name took this one when it differs in case."""
+    if all(entity.name != name for entity in existing):
+        message += (f" Existing name: {existing[0].name} (IAM names are not distinguished by "
+                    "case).")
+    return IamError("EntityAlreadyExists", message)
+
 
 def _parse_document(document: str) -> str:
     try:
@@ -180,10 +217,15 @@ class Identities:
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[Session]:
-        """A write transaction that also tells every cache (in any process) to drop."""
+        """A write transaction that also tells every cache (in any process) to drop.
+
+        The counter is bumped first: its row lock then queues identity writes one behind
+        another on PostgreSQL (SQLite's BEGIN IMMEDIATE already does), so that two creates
+        of names equal ignoring case can't both find the name free.
+        """
         with self._db.transaction() as session:
-            yield session
             bump(session, _GENERATION)
+            yield session
         self._generations.changed_locally()
 
     # --- ARNs ------------------------------------------------------------------------
@@ -203,8 +245,8 @@ class Identities:
         _USER_NAME.check(name)
         _check(_PATH, path, "path")
         with self._changing() as session:
-            if self._find_user(session, name) is not None:
-                raise IamError("EntityAlreadyExists", f"User with name {name} already exists.")
+            if taken := _same_name(session, User, name):
+                raise _already_exists(f"User with name {name} already exists.", name, taken)
             user = User(user_id=_random_id("AIDA"), name=name, path=path, created_at=_now())
             session.add(user)
             return self._user_view(user)
@@ -231,11 +273,8 @@ class Identities:
                 "Path": user.path, "CreateDate": user.created_at.isoformat()}
 
     @staticmethod
-    def _find_user(session: Session, name: str) -> User | None:
-        return session.scalar(select(User).where(User.name == name))
-
-    def _user(self, session: Session, name: str) -> User:
-        user = self._find_user(session, name)
+    def _user(session: Session, name: str) -> User:
+        user = _pick(_same_name(session, User, name), name)
         if user is None:
             raise IamError("NoSuchEntity", f"The user with name {name} cannot be found.")
         return user
@@ -307,8 +346,8 @@ class Identities:
                            "43200 seconds")
         _check_trust_policy(assume_role_policy_document)
         with self._changing() as session:
-            if self._find_role(session, name) is not None:
-                raise IamError("EntityAlreadyExists", f"Role with name {name} already exists.")
+            if taken := _same_name(session, Role, name):
+                raise _already_exists(f"Role with name {name} already exists.", name, taken)
             role = Role(role_id=_random_id("AROA"), name=name, path=path, created_at=_now(),
                         assume_role_policy=assume_role_policy_document,
                         max_session_duration=max_session_duration)
@@ -372,11 +411,8 @@ class Identities:
                 "AssumeRolePolicyDocument": json.loads(role.assume_role_policy)}
 
     @staticmethod
-    def _find_role(session: Session, name: str) -> Role | None:
-        return session.scalar(select(Role).where(Role.name == name))
-
-    def _role(self, session: Session, name: str) -> Role:
-        role = self._find_role(session, name)
+    def _role(session: Session, name: str) -> Role:
+        role = _pick(_same_name(session, Role, name), name)
         if role is None:
             raise IamError("NoSuchEntity", f"The role with name {name} cannot be found.")
         return role
@@ -385,11 +421,14 @@ class Identities:
 
     def put_inline_policy(self, kind: PrincipalKind, principal_name: str, policy_name: str,
                           document: str) -> None:
+        """Add the policy, or replace the document of the one with this name ignoring case
+        (keeping that one's name): PutUserPolicy and PutRolePolicy "add or update" and have
+        no EntityAlreadyExists error, and IAM policy names are not distinguished by case."""
         _POLICY_NAME.check(policy_name)
         _parse_document(document)
         with self._changing() as session:
             principal_id = self._principal_id(session, kind, principal_name)
-            existing = session.get(InlinePolicy, (kind, principal_id, policy_name))
+            existing = self._find_inline(session, kind, principal_id, policy_name)
             if existing is None:
                 session.add(InlinePolicy(principal_kind=kind, principal_id=principal_id,
                                          name=policy_name, document=document))
@@ -415,11 +454,18 @@ class Identities:
     def _inline(self, session: Session, kind: PrincipalKind, principal_name: str,
                 policy_name: str) -> InlinePolicy:
         principal_id = self._principal_id(session, kind, principal_name)
-        policy = session.get(InlinePolicy, (kind, principal_id, policy_name))
+        policy = self._find_inline(session, kind, principal_id, policy_name)
         if policy is None:
             raise IamError("NoSuchEntity", f"The {kind} policy with name {policy_name} "
                            "cannot be found.")
         return policy
+
+    @staticmethod
+    def _find_inline(session: Session, kind: PrincipalKind, principal_id: str,
+                     policy_name: str) -> InlinePolicy | None:
+        return _pick(_same_name(session, InlinePolicy, policy_name,
+                                InlinePolicy.principal_kind == kind,
+                                InlinePolicy.principal_id == principal_id), policy_name)
 
     @staticmethod
     def _inline_names(session: Session, kind: str, principal_id: str) -> list[str]:
@@ -437,16 +483,18 @@ class Identities:
         _POLICY_NAME.check(name)
         _check(_POLICY_PATH, path, "path")
         _parse_document(document)
+        exists = f"A policy called {name} already exists. Duplicate names are not allowed."
         try:
             with self._changing() as session:
+                if taken := _same_name(session, ManagedPolicy, name):  # in any path
+                    raise _already_exists(exists, name, taken)
                 policy = ManagedPolicy(policy_id=_random_id("ANPA"), name=name, path=path,
                                        document=document, created_at=_now())
                 session.add(policy)
                 session.flush()
                 return self._policy_view(policy)
         except IntegrityError:
-            raise IamError("EntityAlreadyExists",
-                           f"A policy called {name} already exists.") from None
+            raise IamError("EntityAlreadyExists", exists) from None
 
     def list_policies(self) -> list[dict[str, Any]]:
         with self._db.reading() as session:
@@ -501,12 +549,14 @@ class Identities:
         return list(session.scalars(query))
 
     def _policy(self, session: Session, arn: str) -> ManagedPolicy:
+        """The policy an ARN names: its name in any case, its path exactly (IAM paths are
+        compared with their case)."""
         prefix = f"arn:aws:iam::{self.account_id}:policy"
         if arn.startswith(prefix):
             path_and_name = arn[len(prefix):]
             path, _, name = path_and_name.rpartition("/")
-            policy = session.scalar(select(ManagedPolicy).where(
-                ManagedPolicy.name == name, ManagedPolicy.path == path + "/"))
+            policy = _pick(_same_name(session, ManagedPolicy, name,
+                                      ManagedPolicy.path == path + "/"), name)
             if policy is not None:
                 return policy
         raise IamError("NoSuchEntity", f"Policy {arn} does not exist or is not attachable.")
