@@ -185,6 +185,11 @@ def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[s
             return saved
     with contextlib.suppress(IamError):
         identities.create_user(BOOTSTRAP_USER)
+    # IAM names ignore case: an operator's `Admin` must not become the administrator.
+    holder = identities.get_user(BOOTSTRAP_USER)["UserName"]
+    if holder != BOOTSTRAP_USER:
+        raise ConfigError(f"the IAM user {holder!r} takes the bootstrap administrator's name "
+                          f"{BOOTSTRAP_USER!r} (names ignore case): rename or delete it")
     identities.put_inline_policy("user", BOOTSTRAP_USER, BOOTSTRAP_POLICY_NAME,
                                  ADMINISTRATOR_POLICY)
     existing = [identities.credential(key["AccessKeyId"])
