@@ -92,7 +92,7 @@ class EnvironmentFront:
         if scope["type"] == "lifespan":
             await serve_lifespan(receive, send, self._close)
         elif scope["type"] == "http":
-            if scope["path"] == CLI_PATH:
+            if scope["path"] in (CLI_PATH, CLI_PATH + "/"):  # clients send either
                 status, document = await self._cli(scope, receive)
                 await _send_json(send, status, document)
             elif scope["path"] == SSO_PATH and scope["method"] == "GET":
