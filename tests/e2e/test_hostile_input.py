@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import string
 import urllib.parse
 import uuid
@@ -200,7 +201,8 @@ ESCAPES = st.sampled_from(["..", "%2e%2e", "%2E%2E", ".%2e", "%2f", "%2F", "%5c"
                            "/./", "\r\n", "%0d%0a", "\r\nX-Injected: 1", "%0d%0aX-Injected:%201",
                            "http://evil.example/", "//evil.example/", "?x=1", "#frag", " ",
                            "\x00", "%00", "\u2025", "%c0%ae%c0%ae", "@evil.example", ";",
-                           "%252e%252e"])
+                           "%252e%252e", "?x=%0d%0aX-Injected:%201", "?x=%23&y=%26",
+                           "?x=%zz", "?x=%ff", "?x=1&x=2", "?", "??x=/../.."])
 
 
 @FUZZ
@@ -224,9 +226,13 @@ def test_paths_and_queries_cannot_escape_the_rest_api(target: Target, parts: lis
 
 def assert_only_rest_api_reached(upstream: TrivialUpstream, since: int) -> None:
     """What reached the environment is under /api/v2/, with no traversal, no injected
-    header and airgate's own Authorization."""
+    header, a query string of well-formed escapes only, and airgate's own Authorization."""
     for method, request_target, headers in upstream.received[since:]:
         assert method in ("GET", "POST", "PATCH", "PUT", "DELETE"), method
+        assert not any(c in request_target for c in "#\r\n\x00 "), request_target
+        query = urllib.parse.urlsplit(request_target).query
+        assert "?" not in query and not re.search(r"%(?![0-9A-Fa-f]{2})", query), \
+            request_target
         path = urllib.parse.urlsplit(request_target).path
         assert path.startswith("/api/v2/"), request_target
         decoded = urllib.parse.unquote(path)

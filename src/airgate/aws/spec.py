@@ -1,13 +1,17 @@
 """The MWAA service model, loaded from botocore, and routing of raw requests to operations.
 
 botocore's `mwaa` model (2020-07-01, rest-json) is the single source of truth for routes and
-shapes: nothing here names an operation or a path.
+shapes: nothing here names an operation or a path. Where the model and what the service's
+real clients send disagree, the clients win, through the few named corrections in
+MODEL_CORRECTIONS, applied as the model is loaded.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import botocore.session
@@ -16,10 +20,53 @@ from botocore.model import OperationModel, ServiceModel
 SERVICE_NAME = "mwaa"
 
 
+@dataclass(frozen=True, slots=True)
+class ModelCorrection:
+    """One trait of one shape in a service's model where botocore is stricter than the
+    service and its real clients: the value the model has (applied only while the model
+    still has it, so that a botocore which changes the trait is taken as it is;
+    tests/unit/test_model_corrections.py fails when a correction no longer applies), the
+    value used instead, and why."""
+
+    service: str
+    shape: str
+    trait: str
+    model_value: Any
+    value: Any
+    reason: str
+
+
+MODEL_CORRECTIONS = (
+    ModelCorrection(
+        "mwaa", "RestApiPath", "max", 64, 2048,
+        "InvokeRestApi's Path. The model says 64 characters, but MWAA does not enforce it "
+        "(botocore checks only the minimum), and Airflow's own Amazon provider, written and "
+        "tested against MWAA, sends longer paths: MwaaDagRunSensor and the "
+        "mwaa_dag_run_complete waiter GET /dags/{dag_id}/dagRuns/{run_id} (a default run id "
+        "alone is 40 characters), MwaaTaskSensor adds /taskInstances/{task_id}, and a task's "
+        "log is below that. 2048 leaves room for Airflow's longest routes with long ids and "
+        "a query string."),
+)
+
+
+def corrected(service: str, description: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a service's description with its MODEL_CORRECTIONS applied."""
+    description = copy.deepcopy(description)
+    shapes = description.get("shapes", {})
+    for correction in MODEL_CORRECTIONS:
+        if correction.service != service:
+            continue
+        shape = shapes.get(correction.shape)
+        if shape is not None and shape.get(correction.trait) == correction.model_value:
+            shape[correction.trait] = correction.value
+    return description
+
+
 @functools.cache
 def service_model() -> ServiceModel:
-    """The botocore model of MWAA; loaded once per process."""
-    return botocore.session.get_session().get_service_model(SERVICE_NAME)
+    """The botocore model of MWAA, corrected; loaded once per process."""
+    description = botocore.session.get_session().get_service_data(SERVICE_NAME)
+    return ServiceModel(corrected(SERVICE_NAME, description), service_name=SERVICE_NAME)
 
 
 @dataclass(frozen=True, slots=True)

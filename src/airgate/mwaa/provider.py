@@ -19,7 +19,7 @@ from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.errors import ResourceNotFoundException, ServiceError, ValidationException
 from airgate.mwaa.admission import Admission
 from airgate.mwaa.arns import environment_arn, environment_name_from_arn
-from airgate.mwaa.rest_api import Invocation, RestApiProxy, check_path, query_pairs
+from airgate.mwaa.rest_api import Invocation, RestApiProxy, request_target
 from airgate.web.tokens import EnvironmentTokens
 
 ENVIRONMENT_CLASSES = ("mw1.micro", "mw1.small", "mw1.medium", "mw1.large", "mw1.xlarge",
@@ -139,8 +139,9 @@ class MwaaProvider:
         name = params["Name"]
         audit = call.record.extra
         audit.update(environment=name, method=params["Method"])
-        path = check_path(params["Path"])  # logged only once checked: never as sent
-        audit["path"] = path[:64]
+        # Logged only once checked, never as sent; without its query, as QueryParameters.
+        path, query = request_target(params["Path"], params.get("QueryParameters"))
+        audit["path"] = path
         record = call.environment
         if record is None:
             raise ResourceNotFoundException(f"Environment {name} was not found.")
@@ -150,7 +151,7 @@ class MwaaProvider:
         invocation = Invocation(
             environment=name, api_url=self._rest_api.api_url(record),
             method=params["Method"], path=path,
-            query=query_pairs(params.get("QueryParameters")), body=params.get("Body"),
+            query=query, body=params.get("Body"),
             identity=call.principal.airflow_identity,
             airflow_role=call.authorization.airflow_role or "Public")
         try:

@@ -2,9 +2,12 @@
 API, made as the caller (a JWT airgate mints with the caller's identity and Airflow role).
 
 Path is the REST API path without its version prefix; it is checked so that nothing can
-reach outside /api/v2 of that environment. Airflow's answer comes back as MWAA returns it:
-2xx as RestApiStatusCode/RestApiResponse, 4xx as RestApiClientException, 5xx (and airgate's
-own 502/504 when Airflow can't be reached in time) as RestApiServerException.
+reach outside /api/v2 of that environment. It may carry a query string after `?`, as clients
+of real MWAA send it (`/dags/x/dagRuns?order_by=-start_date&limit=10`): that is parsed and
+sent along with QueryParameters. Airflow's answer comes back as MWAA returns it: 2xx as
+RestApiStatusCode/RestApiResponse, 4xx as RestApiClientException, 5xx (and airgate's own
+502/504 when Airflow can't be reached in time, or when its answer can't be returned) as
+RestApiServerException.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import unquote, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import aiohttp
 from yarl import URL
@@ -30,6 +33,10 @@ from airgate.errors import (
 
 API_PREFIX = "/api/v2"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # MWAA's limit on RestApiResponse
+# Airflow's answers nest a few levels; a tenant's XCom or plugin output could nest up to
+# about 1,000 (Python's own limit, on Airflow's side). Deeper than this is refused, far below
+# the depth at which decoding or re-serialising RestApiResponse would exhaust the stack.
+MAX_RESPONSE_DEPTH = 500
 TOKEN_TTL = 300.0
 TOKEN_REFRESH_MARGIN = 60.0  # a cached token is replaced this long before it expires
 KEY_RECHECK = 1.0  # seconds an environment's signing key is used before it is read again
@@ -38,6 +45,7 @@ KEY_RECHECK = 1.0  # seconds an environment's signing key is used before it is r
 TOKEN_ROLES = {"Admin": "ADMIN", "Op": "OP", "User": "USER", "Viewer": "VIEWER"}
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._~\-/:@!$&'()*+,;=%]*")
 _ENCODED_SEPARATORS = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+_BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # '%' not followed by two hex digits
 
 
 @runtime_checkable
@@ -51,8 +59,56 @@ class Endpoints(Protocol):
     def signing_key(self, name: str) -> SigningKey: ...
 
 
+def request_target(path: str, parameters: Any) -> tuple[str, list[tuple[str, str]]]:
+    """What InvokeRestApi's Path and QueryParameters ask for: the REST API path, checked, and
+    the query to send.
+
+    Path may end in a query string (`/dags/x/dagRuns?order_by=-start_date&limit=10`), as
+    clients written for MWAA send it. Its parameters come first, then QueryParameters'. A
+    parameter named in both places is refused rather than sent twice: for a single-valued
+    Airflow parameter such as `limit`, Airflow would silently use one of the two, and the
+    caller could not tell which. (A parameter repeated within either place is kept: that is
+    how a list is sent.)
+    """
+    path, _, query = path.partition("?")
+    checked = check_path(path)
+    in_path = _path_query(query)
+    given = query_pairs(parameters)
+    both = sorted({key for key, _ in in_path} & {key for key, _ in given})
+    if both:
+        raise ValidationException(
+            f"QueryParameters and Path's query string both give {', '.join(both)}: give each "
+            "parameter in one place")
+    return checked, in_path + given
+
+
+def _path_query(query: str) -> list[tuple[str, str]]:
+    """The parameters of the query string in a Path, decoded once: they are encoded again
+    when sent, so an encoded '&', '=' or '#' stays part of its value."""
+    problems = []
+    if "#" in query:
+        problems.append("must not contain '#'")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in query):
+        problems.append("must not contain spaces or control characters")
+    if _BROKEN_ESCAPE.search(query):
+        problems.append("must not contain a '%' that is not followed by two hexadecimal "
+                        "digits")
+    pairs: list[tuple[str, str]] = []
+    if not problems:
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            problems.append("must be UTF-8 once percent-decoded")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for pair in pairs for c in pair[0] + pair[1]):
+        problems.append("must not contain percent-encoded control characters")
+    if problems:
+        raise ValidationException("Invalid Path: its query string " + "; ".join(problems))
+    return pairs
+
+
 def check_path(path: str) -> str:
-    """The path, if it can only name something under the REST API prefix."""
+    """The path (without a query string), if it can only name something under the REST API
+    prefix."""
     problems = []
     if not path.startswith("/") or path.startswith("//"):
         problems.append("must start with a single '/'")
@@ -62,8 +118,10 @@ def check_path(path: str) -> str:
         problems.append("must not contain percent-encoded control characters")
     if "\\" in path:
         problems.append("must not contain backslashes")
-    if "?" in path or "#" in path:
-        problems.append("must not contain '?' or '#' (use QueryParameters)")
+    if "#" in path:
+        problems.append("must not contain '#'")
+    if "?" in path:
+        problems.append("must not contain '?' but to start a query string")
     if "://" in path:
         problems.append("must not name a scheme or host")
     segments = unquote(path).split("/")
@@ -249,13 +307,41 @@ def _result(status: int, body: bytes) -> dict[str, Any]:
 
 
 def _document(body: bytes) -> Any:
-    """Airflow's JSON as it is; anything else as a JSON string."""
+    """Airflow's JSON as it is; anything else as a JSON string. JSON nested more than
+    MAX_RESPONSE_DEPTH levels is RestApiServerException 502: it could not be returned."""
     if not body:
         return {}
     try:
-        return json.loads(body)
+        document = json.loads(body)
+    except RecursionError:  # deeper than Python's decoder can go, so deeper than ours
+        raise _too_deep() from None
     except ValueError:
         return body.decode(errors="replace")
+    # Each level needs an opening bracket: a body with fewer can't be too deep (cheap, and
+    # true of nearly every answer), so the walk is only for the few that might be.
+    if body.count(b"[") + body.count(b"{") > MAX_RESPONSE_DEPTH \
+            and _nested_deeper_than(document, MAX_RESPONSE_DEPTH):
+        raise _too_deep()
+    return document
+
+
+def _nested_deeper_than(document: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels; one level at a time, so
+    that no depth can exhaust the stack here."""
+    level = [document] if isinstance(document, (dict, list)) else []
+    for _ in range(limit):
+        level = [child for value in level
+                 for child in (value.values() if isinstance(value, dict) else value)
+                 if isinstance(child, (dict, list))]
+        if not level:
+            return False
+    return True
+
+
+def _too_deep() -> RestApiServerException:
+    return _server_error(502, f"Airflow's response nests JSON arrays and objects more than "
+                              f"{MAX_RESPONSE_DEPTH} levels deep, more than InvokeRestApi "
+                              "returns")
 
 
 def _server_error(status: int, detail: str) -> RestApiServerException:
