@@ -39,9 +39,10 @@ SPEC = {"ExecutionRoleArn": "arn:aws:iam::000000000000:role/airflow",
         "NetworkConfiguration": {}}
 
 
-def through_airgate(home: Path, name: str) -> tuple[float, dict[str, float]]:
+def through_airgate(home: Path, name: str,
+                    sandbox: str = "auto") -> tuple[float, dict[str, float]]:
     (home / "buckets" / "bench" / "dags").mkdir(parents=True, exist_ok=True)
-    with running_airgate(home, runtime_factory=local_runtime) as server:
+    with running_airgate(home, runtime_factory=local_runtime, sandbox=sandbox) as server:
         mwaa = server.client()
         started = time.perf_counter()
         mwaa.create_environment(Name=name, **SPEC)
@@ -113,11 +114,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--sandbox", choices=["auto", "off"], default="auto",
+                        help="environment isolation for the airgate side (off: to measure "
+                        "what the sandbox costs)")
     args = parser.parse_args()
     airgate_times, direct_times, memories = [], [], []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as scratch:
-            seconds, memory = through_airgate(Path(scratch) / "home", f"bench-{run}")
+            seconds, memory = through_airgate(Path(scratch) / "home", f"bench-{run}",
+                                              args.sandbox)
             airgate_times.append(seconds)
             memories.append(memory)
         with tempfile.TemporaryDirectory() as scratch:

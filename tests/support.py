@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import re
 import socket
 import threading
 import time
@@ -210,9 +211,11 @@ class UpstreamRuntime:
 
 
 def create_environment_args(name: str) -> dict[str, Any]:
-    """The fewest CreateEnvironment arguments MWAA accepts."""
+    """The fewest CreateEnvironment arguments MWAA accepts (a bucket named after the
+    environment, as S3 allows bucket names: lowercase, no underscores)."""
+    bucket = "bucket-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return {"Name": name, "ExecutionRoleArn": "arn:aws:iam::000000000000:role/airgate",
-            "SourceBucketArn": f"arn:aws:s3:::{name}", "DagS3Path": "dags",
+            "SourceBucketArn": f"arn:aws:s3:::{bucket[:63].rstrip('-')}", "DagS3Path": "dags",
             "NetworkConfiguration": {}}
 
 

@@ -27,7 +27,7 @@ BOTO3_SCRIPT = """
 import boto3
 mwaa = boto3.client("mwaa")
 mwaa.create_environment(Name="from-script", ExecutionRoleArn="arn:aws:iam::000000000000:role/r",
-    SourceBucketArn="arn:aws:s3:::b", DagS3Path="dags", NetworkConfiguration={})
+    SourceBucketArn="arn:aws:s3:::bucket-b", DagS3Path="dags", NetworkConfiguration={})
 print(mwaa.get_environment(Name="from-script")["Environment"]["Status"])
 """
 

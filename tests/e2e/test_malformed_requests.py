@@ -15,7 +15,8 @@ from tests.support import RunningAirgate, create_environment_args
 pytestmark = pytest.mark.e2e
 
 VALID = {"ExecutionRoleArn": "arn:aws:iam::000000000000:role/r",
-         "SourceBucketArn": "arn:aws:s3:::b", "DagS3Path": "dags", "NetworkConfiguration": {}}
+         "SourceBucketArn": "arn:aws:s3:::bucket-b", "DagS3Path": "dags",
+         "NetworkConfiguration": {}}
 
 
 @pytest.mark.parametrize(

@@ -324,7 +324,8 @@ def test_dags_plugins_and_startup_script_from_s3(tmp_path: Path) -> None:
             # The scheduler itself (inside its sandbox, under the process airgate started).
             started = psutil.Process(runtime.pids("from-s3")["scheduler"])
             scheduler = next(p for p in [started, *started.children(recursive=True)]
-                             if p.cmdline()[-2:] == ["airflow", "scheduler"])
+                             if p.name() not in ("bwrap", "env")
+                             and p.cmdline()[-2:] == ["airflow", "scheduler"])
             assert scheduler.environ().get("AIRGATE_FROM_STARTUP") == "yes"
 
             token = runtime.signing_key("from-s3").mint(subject="user/s3", role="VIEWER",
