@@ -120,6 +120,9 @@ def restart(airgate: Airgate) -> None:
     airgate.start()
 
 
+# Four kills, four starts of a real environment and a deletion: each wait below has its own
+# bound, and together they need more than pytest's default 300 s on a loaded 2-core machine.
+@pytest.mark.timeout(1200)
 def test_killed_at_any_step_comes_back_consistent(airgate: Airgate) -> None:
     airgate.start()
     admin = airgate.client()
