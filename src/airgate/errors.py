@@ -1,22 +1,25 @@
 """Service errors: what a client can be told, mapped to HTTP once, at the edge.
 
-Provider and auth code raise these; `airgate.aws.protocol` turns them into rest-json error
-responses with the `x-amzn-errortype` header that botocore reads. Codes that the MWAA model
-defines (ValidationException, ResourceNotFoundException, ...) are serialized with the members
-of their model shape; the rest (the SigV4 errors every AWS service shares) carry `message`.
+Provider and auth code raise these; each service's wire protocol turns them into its own
+error responses: rest-json with the `x-amzn-errortype` header for MWAA
+(`airgate.aws.protocol`), XML `ErrorResponse` documents for IAM and STS (`airgate.aws.query`).
+The classes below are named as MWAA names them; the query protocol translates the situations
+every AWS service shares (a missing signature, an unknown key, a denial...) into its own
+vocabulary (`MissingAuthenticationToken`, `InvalidClientTokenId`, `AccessDenied`...).
+Errors a query service's model defines are raised as `ModeledError`, by their code.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 
 class ServiceError(Exception):
     """An error the client caused or may see; `code` is the AWS error code."""
 
-    code: ClassVar[str] = "InternalServerException"
-    status: ClassVar[int] = 500
-    sender_fault: ClassVar[bool] = False
+    code: str = "InternalServerException"
+    status: int = 500
+    sender_fault: bool = False
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -28,6 +31,16 @@ class ServiceError(Exception):
 class ClientFault(ServiceError):
     sender_fault = True
     status = 400
+
+
+class ModeledError(ClientFault):
+    """An error named by its code in the service's model (IAM's NoSuchEntity,
+    EntityAlreadyExists, ...), or by the service's common vocabulary (ValidationError); the
+    protocol takes its HTTP status and fault from the model when the model has the code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # --- errors the MWAA model defines -------------------------------------------------------
@@ -96,6 +109,12 @@ class ExpiredTokenException(ClientFault):
 class UnknownOperationException(ClientFault):
     code = "UnknownOperationException"
     status = 404
+
+
+class MissingActionException(ClientFault):
+    """A query-protocol request that names no operation (no `Action`)."""
+
+    code = "MissingAction"
 
 
 class ThrottlingException(ClientFault):

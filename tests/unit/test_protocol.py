@@ -72,12 +72,18 @@ def values_for(shape: Shape, depth: int = 0) -> st.SearchStrategy[Any]:
         low, high = meta.get("min", 0), meta.get("max", 40)
         if "enum" in meta:
             return st.sampled_from(meta["enum"])
+        one_class = re.fullmatch(r"(\[[^\]]*\])[+*]", meta.get("pattern", ""))
+        if one_class:  # `[...]+`: the length drawn directly rather than filtered for
+            character = st.from_regex(re.compile(_pattern(one_class.group(1)), re.ASCII),
+                                      fullmatch=True)
+            return st.text(character, min_size=max(low, 1 if meta["pattern"][-1] == "+"
+                                                   else 0), max_size=min(high, 200))
         if "pattern" in meta:
             text = st.from_regex(re.compile(_pattern(meta["pattern"]), re.ASCII),
                                  fullmatch=True)
         else:
-            text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
-                           max_size=high)
+            return st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
+                           min_size=low, max_size=min(high, 200))
         return text.filter(lambda s: low <= len(s) <= min(high, 200))
     if kind in ("integer", "long"):
         return st.integers(meta.get("min", -(2**31)), meta.get("max", 2**31 - 1))

@@ -3,6 +3,7 @@
 Every member's location (uri, querystring, header, body) and wire name comes from the model,
 so one parser and one serializer serve every operation. This is the inverse of what botocore's
 rest-json serializer and parser do on the client side; tests hold the two against each other.
+`RestJsonProtocol` is this protocol as the gateway's `WireProtocol` for one service.
 """
 
 from __future__ import annotations
@@ -10,15 +11,23 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.model import OperationModel, Shape, StructureShape
+from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
 
-from airgate.auth.sigv4 import QueryParameter
-from airgate.aws.spec import service_model
+from airgate.auth.sigv4 import QueryParameter, SignedRequest
+from airgate.aws.spec import Router, service_model
 from airgate.aws.validate import validate
-from airgate.errors import ServiceError, ValidationException
+from airgate.aws.wire import Response
+from airgate.errors import ServiceError, UnknownOperationException, ValidationException
+
+__all__ = [
+    "Response",
+    "RestJsonProtocol",
+    "parse_input",
+    "serialize_error",
+    "serialize_output",
+]
 
 JSON_CONTENT_TYPE = "application/json"
 # Request bodies whose arrays and objects nest deeper than this are refused, so that every
@@ -29,11 +38,34 @@ JSON_CONTENT_TYPE = "application/json"
 MAX_JSON_DEPTH = 100
 
 
-@dataclass(slots=True)
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+class RestJsonProtocol:
+    """rest-json for one service: routes from its model's requestUris."""
+
+    def __init__(self, model: ServiceModel, router: Router) -> None:
+        self._model = model
+        self._router = router
+        self._name = model.metadata.get("serviceId", model.service_name)
+
+    def read(self, request: SignedRequest, query: Sequence[QueryParameter]
+             ) -> tuple[OperationModel, dict[str, Any]]:
+        match = self._router.match(request.method, request.raw_path)
+        if match is None:
+            raise UnknownOperationException(
+                f"No {self._name} operation is served at {request.method} "
+                f"{request.raw_path[:200]}")
+        headers = {name.lower(): value for name, value in request.headers}
+        params = parse_input(match.operation, match.uri_params, query, headers, request.body)
+        return match.operation, params
+
+    def write(self, operation: OperationModel, result: Mapping[str, Any],
+              request_id: str) -> Response:
+        return serialize_output(operation, result)
+
+    def write_error(self, error: ServiceError, request_id: str) -> Response:
+        return serialize_error(error, self._model)
+
+    def recognizes(self, request: SignedRequest) -> bool:
+        return False  # the default service: what is not another's is this one's
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -217,14 +249,14 @@ def _to_json(shape: Shape, value: Any) -> Any:
     return value
 
 
-def serialize_error(error: ServiceError) -> Response:
+def serialize_error(error: ServiceError, model: ServiceModel | None = None) -> Response:
     """An error response botocore parses into ClientError with this code and message.
 
-    Errors the model defines use their shape's members (`message` or `Message`, plus e.g.
-    RestApiStatusCode); the shared SigV4 errors use `message`.
+    Errors the model (MWAA's by default) defines use their shape's members (`message` or
+    `Message`, plus e.g. RestApiStatusCode); the shared SigV4 errors use `message`.
     """
     document: dict[str, Any] = {}
-    model = service_model()
+    model = model or service_model()
     if error.code in model.shape_names:
         shape = model.shape_for(error.code)
         assert isinstance(shape, StructureShape)
@@ -236,4 +268,5 @@ def serialize_error(error: ServiceError) -> Response:
     else:
         document["message"] = error.message
     headers = {"content-type": JSON_CONTENT_TYPE, "x-amzn-errortype": error.code}
-    return Response(error.status, json.dumps(document, separators=(",", ":")).encode(), headers)
+    return Response(error.status, json.dumps(document, separators=(",", ":")).encode(), headers,
+                    error_code=error.code)
