@@ -1,8 +1,12 @@
-"""IAM identity-policy evaluation with AWS's semantics, for the requests the gateway authorizes.
+"""IAM policy evaluation with AWS's semantics, for the requests the gateway authorizes.
 
 A document is parsed and validated once (`parse_policy`); every wildcard pattern is compiled
-then, so that `evaluate`, which runs on every API request, only matches. Only identity-based
-policies of one account are modelled: no resource policies, permissions boundaries or SCPs.
+then, so that `evaluate`, which runs on every API request, only matches. Identity-based
+policies (and session policies, which have the same grammar) of one account are modelled,
+and one kind of resource-based policy: a role's trust policy (`parse_trust_policy`,
+`evaluate_trust`), whose statements name principals instead of resources. No permissions
+boundaries or SCPs. The engine knows no service: actions, resources and context keys come
+from the caller.
 
 AWS behaviours this module had to decide, with the IAM User Guide page each follows:
 
@@ -57,12 +61,16 @@ from typing import Any, Literal
 
 __all__ = [
     "AuthorizationRequest",
+    "Caller",
     "ContextValue",
     "Decision",
     "MalformedPolicyDocument",
     "Policy",
+    "TrustDecision",
     "evaluate",
+    "evaluate_trust",
     "parse_policy",
+    "parse_trust_policy",
 ]
 
 _VERSION_2012 = "2012-10-17"
@@ -96,7 +104,26 @@ class AuthorizationRequest:
 
 
 class MalformedPolicyDocument(ValueError):
-    """The document is not a valid identity policy; the message says what is wrong."""
+    """The document is not a valid policy of its kind; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who makes a request, as a trust policy's `Principal` element can name them."""
+
+    account: str
+    arn: str  # a user's ARN, or a role session's: arn:aws:sts::ACCOUNT:assumed-role/ROLE/NAME
+    role_arn: str | None = None  # for a role session: the role's ARN
+
+
+@dataclass(frozen=True, slots=True)
+class TrustDecision:
+    """A trust policy's answer, and whether the Allow named the caller's own ARN (a user's
+    or a role session's), which within one account makes an identity-policy Allow
+    unnecessary ("Policy evaluation logic", same-account requests)."""
+
+    decision: Decision
+    names_caller: bool = False
 
 
 # --- patterns: wildcards and policy variables ----------------------------------------------
@@ -523,6 +550,66 @@ class _NullCheck:
         return (self.key not in ctx) in self.expect_absent
 
 
+# --- principals (trust policies) ---------------------------------------------------------
+
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_PRINCIPAL_ARN = re.compile(
+    r"arn:aws:iam::(?P<iam>[0-9]{12}):(?:root|user/.+|role/.+)"
+    r"|arn:aws:sts::(?P<sts>[0-9]{12}):assumed-role/[^/]+/[^/]+")
+_PRINCIPAL_KINDS = ("AWS", "Service", "Federated", "CanonicalUser")
+
+
+class _Match(enum.Enum):
+    NONE = 0
+    INDIRECT = 1  # everyone, the caller's account, or the caller's role
+    DIRECT = 2  # the caller's own ARN
+
+
+@dataclass(frozen=True, slots=True)
+class _Principals:
+    """A `Principal` element. Only `AWS` principals can be airgate's callers: `Service`,
+    `Federated` and `CanonicalUser` entries are valid but name nobody who signs here."""
+
+    everyone: bool  # "*" or {"AWS": "*"}
+    aws: frozenset[str]  # account ids and principal ARNs
+
+    def match(self, caller: Caller) -> _Match:
+        if caller.arn in self.aws:
+            return _Match.DIRECT
+        if self.everyone or caller.role_arn in self.aws or caller.account in self.aws \
+                or f"arn:aws:iam::{caller.account}:root" in self.aws:
+            return _Match.INDIRECT
+        return _Match.NONE
+
+
+def _parse_principals(value: Any) -> _Principals:
+    """"*", or a map of principal kinds to a string or a list of strings. AWS allows no
+    partial wildcard in a principal: "*" alone names everyone."""
+    if value == "*":
+        return _Principals(True, frozenset())
+    if not isinstance(value, Mapping) or not value:
+        raise MalformedPolicyDocument("Invalid principal in policy.")
+    everyone = False
+    aws: set[str] = set()
+    for kind, entries in value.items():
+        if kind not in _PRINCIPAL_KINDS:
+            raise MalformedPolicyDocument(f"Invalid principal in policy: {kind!r}.")
+        for entry in _strings(entries, "Principal"):
+            if kind != "AWS":
+                if not entry or ("*" in entry and entry != "*"):
+                    raise MalformedPolicyDocument(
+                        f'Invalid principal in policy: "{kind}":"{entry}"')
+                continue
+            if entry == "*":
+                everyone = True
+            elif _ACCOUNT_ID.fullmatch(entry) or (_PRINCIPAL_ARN.fullmatch(entry)
+                                                  and "*" not in entry):
+                aws.add(entry)
+            else:
+                raise MalformedPolicyDocument(f'Invalid principal in policy: "AWS":"{entry}"')
+    return _Principals(everyone, frozenset(aws))
+
+
 # --- statements and policies --------------------------------------------------------------
 
 
@@ -532,17 +619,29 @@ class _Statement:
     deny: bool
     actions: re.Pattern[str]  # all Action/NotAction patterns as one case-insensitive regex
     not_action: bool
-    resources: tuple[_Pattern, ...]
+    resources: tuple[_Pattern, ...]  # empty in a trust policy: the role it is attached to
     not_resource: bool
     conditions: tuple[_Condition | _NullCheck, ...]
+    principals: _Principals | None = None  # trust policies only
+    not_principal: bool = False
 
     def applies(self, request: AuthorizationRequest, ctx: _Context) -> bool:
         if (self.actions.fullmatch(request.action) is None) is not self.not_action:
             return False
-        matched = any(_resource_matches(p, request.resource, ctx) for p in self.resources)
-        if matched is self.not_resource:
-            return False
+        if self.resources:
+            matched = any(_resource_matches(p, request.resource, ctx) for p in self.resources)
+            if matched is self.not_resource:
+                return False
         return all(condition.holds(ctx) for condition in self.conditions)
+
+    def names(self, caller: Caller) -> _Match:
+        """Whether this statement's Principal (or NotPrincipal) takes in `caller`."""
+        if self.principals is None:
+            return _Match.NONE
+        match = self.principals.match(caller)
+        if self.not_principal:
+            return _Match.NONE if match is not _Match.NONE else _Match.INDIRECT
+        return match
 
 
 def _resource_matches(pattern: _Pattern, resource: str, ctx: _Context) -> bool:
@@ -553,7 +652,7 @@ def _resource_matches(pattern: _Pattern, resource: str, ctx: _Context) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """A parsed, validated identity policy (parse once, evaluate many times)."""
+    """A parsed, validated policy (parse once, evaluate many times)."""
 
     version: str  # "2012-10-17" or "2008-10-17" (also when the document has no Version)
     policy_id: str | None
@@ -561,7 +660,18 @@ class Policy:
 
 
 def parse_policy(document: str | Mapping[str, Any]) -> Policy:
-    """Validate an identity policy (JSON text or parsed) and compile its patterns."""
+    """Validate an identity (or session) policy, JSON text or parsed, and compile its
+    patterns."""
+    return _parse(document, trust=False)
+
+
+def parse_trust_policy(document: str | Mapping[str, Any]) -> Policy:
+    """Validate a role's trust policy: statements name a Principal (or NotPrincipal) and no
+    Resource, as IAM's CreateRole and UpdateAssumeRolePolicy require."""
+    return _parse(document, trust=True)
+
+
+def _parse(document: str | Mapping[str, Any], trust: bool) -> Policy:
     root = _load(document) if isinstance(document, str) else document
     if not isinstance(root, Mapping):
         raise MalformedPolicyDocument("Syntax errors in policy.")
@@ -579,7 +689,7 @@ def parse_policy(document: str | Mapping[str, Any]) -> Policy:
     if not isinstance(items, list | tuple) or not items:
         raise MalformedPolicyDocument("Statement must be an object or a non-empty list.")
     variables = version == _VERSION_2012
-    statements = tuple(_parse_statement(item, variables) for item in items)
+    statements = tuple(_parse_statement(item, variables, trust) for item in items)
     sids = [s.sid for s in statements if s.sid]
     if len(sids) != len(set(sids)):
         raise MalformedPolicyDocument("Statement IDs (SID) in a single policy must be unique.")
@@ -612,11 +722,22 @@ _STATEMENT_KEYS = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResou
                    "Condition", "Principal", "NotPrincipal"}
 
 
-def _parse_statement(item: Any, variables: bool) -> _Statement:
+def _parse_statement(item: Any, variables: bool, trust: bool = False) -> _Statement:
     if not isinstance(item, Mapping):
         raise MalformedPolicyDocument("Syntax errors in policy: a statement must be an object.")
     _reject_unknown(item, _STATEMENT_KEYS, "statement")
-    if "Principal" in item or "NotPrincipal" in item:
+    principal_key: str | None = None
+    if trust:
+        for prohibited in ("Resource", "NotResource"):
+            if prohibited in item:
+                raise MalformedPolicyDocument(f"Has prohibited field {prohibited}")
+        if "Principal" in item and "NotPrincipal" in item:
+            raise MalformedPolicyDocument("A statement cannot contain both Principal and "
+                                          "NotPrincipal.")
+        principal_key = "Principal" if "Principal" in item else "NotPrincipal"
+        if principal_key not in item:
+            raise MalformedPolicyDocument("Missing required field Principal")
+    elif "Principal" in item or "NotPrincipal" in item:
         raise MalformedPolicyDocument("Policy document should not specify a principal.")
     sid = item.get("Sid")
     if sid is not None and not (isinstance(sid, str) and _SID.fullmatch(sid)):
@@ -628,7 +749,8 @@ def _parse_statement(item: Any, variables: bool) -> _Statement:
     if effect not in ("Allow", "Deny"):
         raise MalformedPolicyDocument(f'Invalid effect {effect!r}: must be "Allow" or "Deny".')
     action_key, actions = _one_of(item, "Action", "NotAction")
-    resource_key, resources = _one_of(item, "Resource", "NotResource")
+    resource_key, resources = ("Resource", []) if trust \
+        else _one_of(item, "Resource", "NotResource")
     return _Statement(
         sid=sid,
         deny=effect == "Deny",
@@ -637,6 +759,8 @@ def _parse_statement(item: Any, variables: bool) -> _Statement:
         resources=tuple(_parse_resource(r, variables) for r in resources),
         not_resource=resource_key == "NotResource",
         conditions=_parse_conditions(item.get("Condition", {}), variables),
+        principals=None if principal_key is None else _parse_principals(item[principal_key]),
+        not_principal=principal_key == "NotPrincipal",
     )
 
 
@@ -762,3 +886,22 @@ def evaluate(policies: Iterable[Policy], request: AuthorizationRequest) -> Decis
     if any(not s.deny and s.applies(request, ctx) for s in statements):
         return Decision.ALLOW
     return Decision.IMPLICIT_DENY
+
+
+def evaluate_trust(policy: Policy, request: AuthorizationRequest,
+                   caller: Caller) -> TrustDecision:
+    """A trust policy's decision for `caller` (a statement applies when its Principal takes
+    the caller in, its Action matches and its conditions hold): an explicit Deny wins, then
+    an Allow, which says whether it named the caller's own ARN."""
+    ctx = _normalize_context(request.context)
+    allowed = _Match.NONE
+    for statement in policy.statements:
+        named = statement.names(caller)
+        if named is _Match.NONE or not statement.applies(request, ctx):
+            continue
+        if statement.deny:
+            return TrustDecision(Decision.EXPLICIT_DENY)
+        allowed = max(allowed, named, key=lambda match: match.value)
+    if allowed is _Match.NONE:
+        return TrustDecision(Decision.IMPLICIT_DENY)
+    return TrustDecision(Decision.ALLOW, names_caller=allowed is _Match.DIRECT)
