@@ -45,6 +45,7 @@ from airgate.store.db import Database
 from airgate.store.generations import Generations
 from airgate.tls import TlsFiles, ensure_certificates
 from airgate.web.fronts import WebFronts
+from airgate.web.review import IamReview
 from airgate.web.tokens import EnvironmentTokens
 
 BOOTSTRAP_USER = "admin"
@@ -156,9 +157,13 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     fronts = None
     if isinstance(runtime, LocalRuntime):
         tokens = EnvironmentTokens.load_or_create(settings.home / "keys" / "web-tokens.key")
+        # Web sessions are checked against IAM again while they last (airgate/web/review.py).
+        review = IamReview(identities, Authorizer(settings.region, settings.account_id),
+                           environments, settings.region)
         fronts = WebFronts(environments, tokens, runtime.web_port, runtime.api_url,
-                           runtime.run_airflow_cli, runtime.signing_key, host=settings.host,
-                           tls=tls, forwarded_allow_ips=settings.forwarded_allow_ips)
+                           runtime.run_airflow_cli, runtime.signing_key, review,
+                           host=settings.host, tls=tls,
+                           forwarded_allow_ips=settings.forwarded_allow_ips)
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
                             rest_api, admission, fronts)
 

@@ -26,14 +26,17 @@ from selenium.webdriver.support.expected_conditions import (
 )
 from selenium.webdriver.support.wait import WebDriverWait
 
+from airgate.web.sessions import REVIEW_INTERVAL
 from tests.browser import headless_chromium, screenshot
 from tests.e2e.serving import examples_environment
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
+from tests.e2e.test_runtime import wait_for
 from tests.support import RunningAirgate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ENV = "cli"
+SESSION_COOKIE = f"airgate.session.{ENV}"
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +130,13 @@ def web_login_client(server: RunningAirgate, name: str, role: str) -> Any:
     return server.client(identities.create_access_key(name))
 
 
+def airflow_api(server: RunningAirgate) -> str:
+    """Where the environment's Airflow answers directly, without the front."""
+    url: str = server.airgate.runtime.api_url(  # type: ignore[attr-defined]
+        server.airgate.environments.get(ENV))
+    return url
+
+
 def sign_in(hostname: str, token: str, path: str = "/pluginsv2/aws_mwaa/login") -> httpx.Response:
     return httpx.post(f"http://{hostname}{path}", data={"token": token}, timeout=30)
 
@@ -140,11 +150,17 @@ def test_web_login_signs_in_once_as_the_iam_identity(server: RunningAirgate) -> 
 
     signed_in = sign_in(hostname, login["WebToken"])
     assert signed_in.status_code == 200 and 'url=/"' in signed_in.text
-    session = signed_in.cookies["_token"]
+    session = signed_in.cookies[SESSION_COOKIE]
+    assert signed_in.cookies["_token"] == session  # where MwaaHook reads it
     claims = jwt.decode(session, options={"verify_signature": False})
-    assert (claims["sub"], claims["role"]) == ("user/web-op", "OP")
-    # The cookie is what Airflow's UI and API read: the user is signed in through the front.
-    with httpx.Client(base_url=f"http://{hostname}", cookies={"_token": session}) as browser:
+    # An airgate session, not an Airflow token: Airflow itself refuses it.
+    assert (claims["aud"], claims["sub"], claims["role"]) == (
+        f"urn:airgate:session:{ENV}", "user/web-op", "Op")
+    assert httpx.get(f"{airflow_api(server)}/api/v2/dags",
+                     headers={"Authorization": f"Bearer {session}"}).status_code == 403
+    # Through the front, the session cookie signs the user in to Airflow's UI and API.
+    with httpx.Client(base_url=f"http://{hostname}", cookies={SESSION_COOKIE: session}
+                      ) as browser:
         assert browser.get("/api/v2/dags").status_code == 200
         assert browser.get("/", follow_redirects=True).status_code == 200
 
@@ -156,9 +172,9 @@ def test_web_login_signs_in_once_as_the_iam_identity(server: RunningAirgate) -> 
 
 def test_a_viewer_signed_in_may_not_trigger(server: RunningAirgate) -> None:
     login = web_login_client(server, "web-viewer", "Viewer").create_web_login_token(Name=ENV)
-    session = sign_in(login["WebServerHostname"], login["WebToken"]).cookies["_token"]
+    session = sign_in(login["WebServerHostname"], login["WebToken"]).cookies[SESSION_COOKIE]
     with httpx.Client(base_url=f"http://{login['WebServerHostname']}",
-                      cookies={"_token": session}) as browser:
+                      cookies={SESSION_COOKIE: session}) as browser:
         assert browser.get("/api/v2/dags").status_code == 200
         trigger = browser.post("/api/v2/dags/any_bash_command/dagRuns",
                                json={"logical_date": None})
@@ -193,6 +209,31 @@ def test_web_login_needs_an_allowed_airflow_role(server: RunningAirgate) -> None
     assert "Airflow role" in refused.value.response["Error"]["Message"]
 
 
+def test_a_session_ends_when_the_policy_that_allowed_it_is_removed(
+        server: RunningAirgate) -> None:
+    login = web_login_client(server, "web-revoked", "Op").create_web_login_token(Name=ENV)
+    hostname = login["WebServerHostname"]
+    session = sign_in(hostname, login["WebToken"]).cookies[SESSION_COOKIE]
+    front = server.airgate.fronts.front(ENV) if server.airgate.fronts else None
+    assert front is not None
+    front.sessions.review_interval = 0.5  # instead of every 5 minutes
+    try:
+        with httpx.Client(base_url=f"http://{hostname}", cookies={SESSION_COOKIE: session},
+                          timeout=30) as browser:
+            assert browser.get("/api/v2/dags").status_code == 200
+            assert browser.get("/", follow_redirects=True).status_code == 200
+            server.airgate.identities.delete_inline_policy("user", "web-revoked", "login")
+            refused = wait_for(lambda: (answer := browser.get("/api/v2/dags")).status_code
+                               != 200 and answer, 60, "the session to end", 0.1)
+        assert (refused.status_code, refused.json()) == (401, {
+            "error": "The session has ended: user/web-revoked may no longer sign in to "
+                     f"environment {ENV} as Op; sign in again"})
+        assert refused.headers["set-cookie"] == (f"{SESSION_COOKIE}=; Path=/; HttpOnly; "
+                                                 "SameSite=Lax; Max-Age=0")
+    finally:
+        front.sessions.review_interval = REVIEW_INTERVAL
+
+
 # --- web login in a real browser ------------------------------------------------------------
 
 def sso_url(login: dict[str, Any]) -> str:
@@ -223,6 +264,11 @@ def test_a_browser_signs_in_through_the_console_link_and_sees_the_dags(
         waiting(driver).until(visible((By.XPATH, "//*[text()='Welcome']")))
         assert driver.current_url == f"http://{login['WebServerHostname']}/"  # token gone
         assert "user/browser-op" in signed_in_as(driver)
+        # The browser holds the session, never an Airflow token.
+        cookies = {cookie["name"]: cookie["value"] for cookie in driver.get_cookies()}
+        assert "_token" not in cookies
+        assert jwt.decode(cookies[SESSION_COOKIE], options={"verify_signature": False})[
+            "aud"] == f"urn:airgate:session:{ENV}"
 
         driver.get(f"http://{login['WebServerHostname']}/dags")
         for dag_id in ("any_bash_command", "data_aware_pipeline"):
@@ -239,7 +285,8 @@ def test_a_browser_signs_in_through_the_console_link_and_sees_the_dags(
     with headless_chromium("web-login-reused") as again:
         again.get(sso_url(login))
         waiting(again).until(visible((By.XPATH, "//*[contains(text(), 'Can')]")))
-        assert "_token" not in {cookie["name"] for cookie in again.get_cookies()}
+        assert not {"_token", SESSION_COOKIE} & {cookie["name"] for cookie in
+                                                 again.get_cookies()}
 
 
 def test_a_viewer_in_the_browser_may_not_trigger(server: RunningAirgate) -> None:

@@ -8,12 +8,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import uvicorn
 
 from airgate.listen import uvicorn_config
 from airgate.web.front import EnvironmentFront
+from airgate.web.sessions import WebSessions
 from airgate.web.tokens import EnvironmentTokens
 from tests.support import RunningAirgate, free_port, running_airgate
 
@@ -48,8 +50,9 @@ def front_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """An environment's front whose Airflow does not answer."""
     tokens = EnvironmentTokens.load_or_create(tmp_path_factory.mktemp("front") / "key")
     nobody = f"http://127.0.0.1:{free_port()}"
-    front = EnvironmentFront("env", lambda: nobody, tokens, run_cli=None,  # type: ignore[arg-type]
-                             mint_session=None)  # type: ignore[arg-type]
+    front = EnvironmentFront("env", lambda: nobody, tokens, run_cli=_unused,
+                             mint_airflow_token=_unused,
+                             sessions=WebSessions("env", tokens, _unused))
     port = free_port()
     server = uvicorn.Server(uvicorn_config(front, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -61,6 +64,10 @@ def front_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     yield port
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def _unused(*args: object) -> Any:
+    raise AssertionError("not called for these requests")
 
 
 @pytest.mark.parametrize("target", MALFORMED)

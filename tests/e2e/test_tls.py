@@ -62,3 +62,18 @@ def test_mwaa_hook_local_web_token_over_tls(server: RunningAirgate, tmp_path: Pa
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"RestApiStatusCode": 200' in done.stdout
     assert '"total_entries": 2' in done.stdout
+
+
+def test_web_sessions_over_https_are_secure_cookies(server: RunningAirgate) -> None:
+    tls = server.airgate.tls
+    assert tls is not None
+    login = server.client().create_web_login_token(Name=ENV)
+    own_page = f"https://{login['WebServerHostname']}"
+    answer = httpx.post(f"{own_page}/pluginsv2/aws_mwaa/login",
+                        data={"token": login["WebToken"]}, headers={"Origin": own_page},
+                        verify=ssl.create_default_context(cafile=tls.ca_bundle))
+    assert answer.status_code == 200, answer.text
+    session = answer.cookies[f"airgate.session.{ENV}"]
+    assert answer.headers.get_list("set-cookie") == [
+        f"airgate.session.{ENV}={session}; Path=/; HttpOnly; SameSite=Lax; Secure",
+        f"_token={session}; Path=/pluginsv2/aws_mwaa/login; HttpOnly; SameSite=Lax; Secure"]

@@ -7,7 +7,13 @@ from pathlib import Path
 import jwt
 import pytest
 
-from airgate.web.tokens import TOKEN_TTL, EnvironmentTokens, TokenRefused
+from airgate.web.tokens import (
+    SESSION_TTL,
+    TOKEN_TTL,
+    EnvironmentTokens,
+    TokenRefused,
+    session_token_environment,
+)
 
 NOW = 1_800_000_000.0
 
@@ -59,3 +65,32 @@ def test_the_secret_is_kept_private_and_reused(tmp_path: Path) -> None:
     token = EnvironmentTokens.load_or_create(path).mint("cli", "prod", "user/a", now=NOW)
     assert path.stat().st_mode & 0o777 == 0o600
     assert EnvironmentTokens.load_or_create(path).check(token, "cli", "prod", now=NOW)
+
+
+def test_a_session_lasts_twelve_hours_unless_ended(tokens: EnvironmentTokens) -> None:
+    session = tokens.mint("session", "prod", "user/alice", "Op", now=NOW,
+                          principal_id="AIDAEXAMPLE")
+    claims = tokens.check(session, "session", "prod", now=NOW + SESSION_TTL - 1)
+    assert (claims.identity, claims.airflow_role, claims.principal_id, claims.issued_at) == (
+        "user/alice", "Op", "AIDAEXAMPLE", NOW)
+    with pytest.raises(TokenRefused, match="The session has expired: sign in again"):
+        tokens.check(session, "session", "prod", now=NOW + SESSION_TTL)
+    with pytest.raises(TokenRefused, match="is not a session token for environment staging"):
+        tokens.check(session, "session", "staging", now=NOW)
+
+    current = tokens.mint("session", "prod", "user/alice", "Op")
+    claims = tokens.check(current, "session", "prod")
+    assert tokens.check(current, "session", "prod") == claims  # used again and again
+    tokens.end(claims)
+    with pytest.raises(TokenRefused, match="The session has ended: sign in again"):
+        tokens.check(current, "session", "prod")
+
+
+def test_sessions_are_told_from_other_tokens_unchecked(tokens: EnvironmentTokens,
+                                                       tmp_path: Path) -> None:
+    other = EnvironmentTokens.load_or_create(tmp_path / "other.key")
+    assert session_token_environment(tokens.mint("session", "prod", "user/a", "Op")) == "prod"
+    assert session_token_environment(other.mint("session", "blue", "user/a", "Op")) == "blue"
+    for token in (tokens.mint("cli", "prod", "user/a"),
+                  tokens.mint("web-login", "prod", "user/a", "Op"), "not-a-token", ""):
+        assert session_token_environment(token) is None

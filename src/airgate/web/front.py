@@ -7,7 +7,14 @@ The CLI endpoint takes a CLI token from CreateCliToken as `Authorization: Bearer
 Airflow CLI command line as the body; it answers `{"stdout": <base64>, "stderr": <base64>}`
 from running that command in the environment. Refusals are JSON `{"error": ...}` with 401
 (token), 400 (command), 429 (too many CLI commands running) or 504 (took too long).
-Everything else is passed through to the environment's api-server unchanged.
+
+A web login starts a session (airgate/web/sessions.py): an opaque value, never an Airflow
+token, set as this environment's session cookie and as `_token` on the login path only
+(where the Amazon provider's MwaaHook reads it, to send it back as `Authorization: Bearer`).
+Everything else is passed through to the environment's api-server, with the credentials
+airgate/web/credentials.py allows; a request with a session for this environment gets a
+fresh short-lived Airflow token in its place. A session no longer valid or allowed ends with
+401 and its cookie cleared.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import logging
 import subprocess
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from starlette.concurrency import run_in_threadpool
@@ -27,18 +34,26 @@ from yarl import URL
 
 from airgate.asgi import MAX_BODY_BYTES, BodyTooLarge, read_body, serve_lifespan
 from airgate.web.cli_commands import CommandRefused, parse_command_line
-from airgate.web.tokens import EnvironmentTokens, TokenRefused
+from airgate.web.credentials import (
+    AIRFLOW_COOKIE,
+    answer_cookies,
+    session_cookie,
+    set_cookie,
+    take_credentials,
+)
+from airgate.web.sessions import SessionRefused, WebSessions
+from airgate.web.tokens import EnvironmentTokens, TokenClaims, TokenRefused
 
 CLI_PATH = "/aws_mwaa/cli"
 SSO_PATH = "/aws_mwaa/aws-console-sso"
 LOGIN_PATHS = ("/aws_mwaa/login", "/pluginsv2/aws_mwaa/login")  # Airflow 2's, Airflow 3's
-AIRFLOW_COOKIE = "_token"  # where Airflow 3's UI and API look for the signed-in user's JWT
 CLI_TIMEOUT = 60.0
 CLI_CONCURRENCY = 2
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy sets itself.
 _NOT_FORWARDED = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
                             b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
                             b"upgrade", b"host", b"content-length"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _log = logging.getLogger("airgate.web")
 
 CliRunner = Callable[[list[str], float], subprocess.CompletedProcess[bytes]]
@@ -47,9 +62,9 @@ _SIGNED_IN_PAGE = b"""<!doctype html>
 <title>Signed in to Apache Airflow</title></head>
 <body><p>Signed in. <a href="/">Continue to Airflow</a>.</p></body></html>
 """
-# (IAM identity, Airflow role) -> a JWT the environment's Airflow accepts for the UI, or
+# (IAM identity, Airflow role) -> a short-lived JWT the environment's Airflow accepts, or
 # None for the Public role, which has no Airflow user.
-SessionMinter = Callable[[str, str], str | None]
+AirflowTokenMinter = Callable[[str, str], str | None]
 _SSO_PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Signing in to Apache Airflow</title></head>
 <body>
@@ -75,11 +90,13 @@ class EnvironmentFront:
     """The ASGI app for one environment's WebServerHostname."""
 
     def __init__(self, environment: str, upstream: Callable[[], str | None],
-                 tokens: EnvironmentTokens, run_cli: CliRunner, mint_session: SessionMinter,
+                 tokens: EnvironmentTokens, run_cli: CliRunner,
+                 mint_airflow_token: AirflowTokenMinter, sessions: WebSessions,
                  cli_timeout: float = CLI_TIMEOUT,
                  cli_concurrency: int = CLI_CONCURRENCY) -> None:
         self.environment = environment
-        self._mint_session = mint_session
+        self.sessions = sessions
+        self._mint_airflow_token = mint_airflow_token
         self._upstream = upstream
         self._tokens = tokens
         self._run_cli = run_cli
@@ -151,8 +168,13 @@ class EnvironmentFront:
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A web-login token from CreateWebLoginToken, posted as the form field `token`,
-        becomes a signed-in Airflow UI session: the `_token` cookie with a JWT for the
-        caller's identity and Airflow role, on a page that goes on to the UI."""
+        starts a session for the caller's identity and Airflow role, on a page that goes on
+        to the UI."""
+        if not _from_own_page(scope):
+            # Login CSRF: another site's page must not sign a browser in as someone else.
+            await _send_json(send, 403, {"error": "Can't sign in: the sign-in form was not "
+                                                  "posted from this environment's own page"})
+            return
         try:
             body = await read_body(scope, receive)
         except BodyTooLarge:
@@ -165,18 +187,31 @@ class EnvironmentFront:
         except TokenRefused as refused:
             await _send_json(send, 401, {"error": f"Can't sign in: {refused}"})
             return
-        session = await run_in_threadpool(self._mint_session, claims.identity,
-                                          claims.airflow_role or "Public")
-        # 200 with the cookie and a page that moves on to the UI, rather than a redirect:
+        role = claims.airflow_role or "Public"
+        # 200 with the cookies and a page that moves on to the UI, rather than a redirect:
         # clients that follow redirects (the Amazon provider's MwaaHook, with requests)
         # read `_token` from the final response.
         headers = [(b"content-type", b"text/html; charset=utf-8"),
                    (b"content-length", str(len(_SIGNED_IN_PAGE)).encode()),
                    (b"cache-control", b"no-store")]
-        if session is not None:
-            secure = "; Secure" if scope.get("scheme") == "https" else ""
-            headers.append((b"set-cookie", f"{AIRFLOW_COOKIE}={session}; Path=/; HttpOnly; "
-                                           f"SameSite=Lax{secure}".encode()))
+        if role != "Public":  # Public has no Airflow user: nothing to sign in as
+            try:
+                session = await self.sessions.start(claims, *_facts(scope))
+            except SessionRefused as refused:
+                await _send_json(send, 401, {"error": f"Can't sign in: {refused}"})
+                return
+            except Exception:  # the store, to check the identity
+                _log.warning("could not check a web login", exc_info=True,
+                             extra={"fields": {"environment": self.environment}})
+                await _send_json(send, 503, {"error": "Can't sign in now: the identity "
+                                                      "could not be checked; try again"})
+                return
+            secure = scope.get("scheme") == "https"
+            headers += [
+                (b"set-cookie", set_cookie(session_cookie(self.environment), session, "/",
+                                           secure)),
+                # Where MwaaHook looks; sent back by browsers only to this path.
+                (b"set-cookie", set_cookie(AIRFLOW_COOKIE, session, scope["path"], secure))]
         _log.info("web login", extra={"fields": {
             "environment": self.environment, "principal": claims.identity,
             "airflow_role": claims.airflow_role}})
@@ -191,31 +226,85 @@ class EnvironmentFront:
             await _send_json(send, 503, {"error": f"Environment {self.environment} is not "
                                                   "running"})
             return
+        presented = take_credentials([(k, v) for k, v in scope["headers"]
+                                      if k not in _NOT_FORWARDED], self.environment)
+        try:
+            signed_in = await self.sessions.signed_in(presented, *_facts(scope))
+        except SessionRefused as refused:
+            clear = [] if presented.bearer_session else [self._clear_session_cookie(scope)]
+            await _send_json(send, 401, {"error": str(refused)}, clear)
+            return
+        except Exception:  # the store, to review the identity: try again on the next request
+            _log.warning("could not check a web session", exc_info=True,
+                         extra={"fields": {"environment": self.environment}})
+            await _send_json(send, 503, {"error": "The session could not be checked now; "
+                                                  "try again"})
+            return
+        if (signed_in.session is not None and not signed_in.from_bearer
+                and scope["method"] not in _SAFE_METHODS and not _from_own_page(scope)):
+            # CSRF: browsers send the session cookie with requests from every page of the
+            # same host (any port, so any other environment's UI), not only from this one.
+            await _send_json(send, 403, {"error": "Refused: a change made with this "
+                                                  "environment's session cookie must come "
+                                                  "from this environment's own pages"})
+            return
         try:
             body = await read_body(scope, receive)
         except BodyTooLarge:
             await _send_json(send, 413, {"error": "Request body too large"})
             return
+        airflow_token = None
+        if signed_in.session is not None:
+            try:
+                airflow_token = await run_in_threadpool(
+                    self._mint_airflow_token, signed_in.session.identity,
+                    signed_in.session.airflow_role or "Public")
+            except OSError:  # its key is gone: the environment is being deleted
+                await _send_json(send, 503, {"error": f"Environment {self.environment} is "
+                                                      "not running"})
+                return
+        headers = presented.upstream(
+            bearer=airflow_token if signed_in.from_bearer else None,
+            cookie=airflow_token if not signed_in.from_bearer else None)
         target = base + scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-                   if k not in _NOT_FORWARDED]
         try:
-            async with self._client().request(scope["method"], URL(target, encoded=True),
-                                              headers=headers, data=body or None,
+            url = URL(target, encoded=True)
+        except ValueError:
+            await _send_json(send, 400, {"error": "The request target is not a valid path"})
+            return
+        try:
+            async with self._client().request(scope["method"], url, headers=headers,
+                                              data=body or None,
                                               allow_redirects=False) as answer:
-                await send({"type": "http.response.start", "status": answer.status,
-                            "headers": [(k.lower(), v) for k, v in answer.raw_headers
-                                        if k.lower() not in _NOT_FORWARDED - {
-                                            b"content-length"}]})
-                async for chunk in answer.content.iter_chunked(64 * 1024):
-                    await send({"type": "http.response.body", "body": chunk,
-                                "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
+                await self._answer(answer, signed_in.session, scope, send)
         except (aiohttp.ClientError, TimeoutError):
             await _send_json(send, 502, {"error": "The environment's Airflow can't be "
                                                   "reached"})
+
+    async def _answer(self, answer: aiohttp.ClientResponse, session: TokenClaims | None,
+                      scope: Scope, send: Send) -> None:
+        """Airflow's answer as it is, but for the cookies it may not set; Airflow clearing
+        its `_token` (signing out) ends the session."""
+        headers = [(k.lower(), v) for k, v in answer.raw_headers
+                   if k.lower() not in _NOT_FORWARDED - {b"content-length"}]
+        cookies = answer_cookies([v for k, v in headers if k == b"set-cookie"])
+        headers = [(k, v) for k, v in headers if k != b"set-cookie"]
+        headers += [(b"set-cookie", cookie) for cookie in cookies.passed]
+        if cookies.signed_out:
+            headers.append(self._clear_session_cookie(scope))
+            if session is not None:
+                self.sessions.end(session)
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": headers})
+        async for chunk in answer.content.iter_chunked(64 * 1024):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    def _clear_session_cookie(self, scope: Scope) -> tuple[bytes, bytes]:
+        return (b"set-cookie", set_cookie(session_cookie(self.environment), "", "/",
+                                          scope.get("scheme") == "https", clear=True))
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -226,6 +315,34 @@ class EnvironmentFront:
         return self._session
 
 
+def _facts(scope: Scope) -> tuple[str, bool]:
+    """The request's source address and whether it came over TLS, for IAM conditions."""
+    client = scope.get("client")
+    return (client[0] if client else "127.0.0.1"), scope.get("scheme") == "https"
+
+
+def _from_own_page(scope: Scope) -> bool:
+    """Whether a browser's POST comes from a page of this front: its Origin, else its
+    Referer, names the origin the request was addressed to. Clients that send neither
+    (requests, MwaaHook) are not browsers on another site's page."""
+    claimed = _header(scope, b"origin") or _header(scope, b"referer")
+    if not claimed:
+        return True
+    own = _origin(f"{scope.get('scheme', 'http')}://{_header(scope, b'host')}")
+    return own is not None and _origin(claimed) == own
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
 def _header(scope: Scope, name: bytes) -> str:
     for key, value in scope["headers"]:
         if key == name:
@@ -233,13 +350,15 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-async def _send_json(send: Send, status: int, document: dict[str, Any]) -> None:
-    await _send(send, status, json.dumps(document).encode(), b"application/json")
+async def _send_json(send: Send, status: int, document: dict[str, Any],
+                     extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await _send(send, status, json.dumps(document).encode(), b"application/json", extra)
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+async def _send(send: Send, status: int, body: bytes, content_type: bytes,
+                extra: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), *(extra or [])]})
     await send({"type": "http.response.body", "body": body})
 

@@ -23,18 +23,25 @@ from airgate.listen import uvicorn_config
 from airgate.mwaa.rest_api import TOKEN_ROLES
 from airgate.tls import TlsFiles
 from airgate.web.front import EnvironmentFront
+from airgate.web.sessions import REVIEW_INTERVAL, WebSessions
 from airgate.web.tokens import EnvironmentTokens
 
 # Statuses in which an environment's Airflow may be running, so its front should be up.
 SERVED_STATUSES = frozenset({"AVAILABLE", "UNAVAILABLE", "UPDATING", "UPDATE_FAILED"})
 STARTUP_TIMEOUT = 5.0
-SESSION_TTL = 12 * 3600  # how long a web login keeps the UI signed in
+# The Airflow token a front sends with each request of a signed-in session: fresh each time,
+# and never seen by the browser or client.
+AIRFLOW_TOKEN_TTL = 120
+# (environment, IAM identity, Airflow role, source address, https) -> the identity's
+# principal id if it may still be signed in (airgate/web/review.py's IamReview), else None.
+Review = Callable[[str, str, str, str, bool], str | None]
 _log = logging.getLogger("airgate.web")
 
 
 @dataclass
 class _Running:
     port: int
+    front: EnvironmentFront
     server: uvicorn.Server
     thread: threading.Thread
 
@@ -45,8 +52,9 @@ class WebFronts:
                  upstream_of: Callable[[EnvironmentRecord], str | None],
                  run_cli: Callable[[str, list[str], float],
                                    subprocess.CompletedProcess[bytes]],
-                 signing_key_of: Callable[[str], SigningKey],
+                 signing_key_of: Callable[[str], SigningKey], review: Review,
                  host: str = "127.0.0.1", interval: float = 1.0,
+                 review_interval: float = REVIEW_INTERVAL,
                  tls: TlsFiles | None = None,
                  forwarded_allow_ips: Sequence[str] = ()) -> None:
         self._tls = tls
@@ -57,6 +65,8 @@ class WebFronts:
         self._upstream_of = upstream_of
         self._run_cli = run_cli
         self._signing_key_of = signing_key_of
+        self._review = review
+        self._review_interval = review_interval
         self._host = host
         self._interval = interval
         self._running: dict[str, _Running] = {}
@@ -76,6 +86,12 @@ class WebFronts:
         with self._lock:
             for name in list(self._running):
                 self._stop_front(name)
+
+    def front(self, name: str) -> EnvironmentFront | None:
+        """The environment's front, if it is serving."""
+        with self._lock:
+            running = self._running.get(name)
+        return running.front if running is not None else None
 
     def hostname(self, record: EnvironmentRecord) -> str | None:
         """The environment's WebServerHostname, its front answering there by the time this
@@ -116,19 +132,25 @@ class WebFronts:
         def run_cli(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
             return self._run_cli(name, argv, timeout)
 
-        def mint_session(identity: str, airflow_role: str) -> str | None:
+        def mint_airflow_token(identity: str, airflow_role: str) -> str | None:
             role = TOKEN_ROLES.get(airflow_role)
             if role is None:  # Public: no Airflow user to sign in as
                 return None
             return self._signing_key_of(name).mint(subject=identity, role=role,
-                                                   environment=name, ttl=SESSION_TTL)
+                                                   environment=name, ttl=AIRFLOW_TOKEN_TTL)
 
-        front = EnvironmentFront(name, upstream, self.tokens, run_cli, mint_session)
+        def review(identity: str, airflow_role: str, source_ip: str,
+                   secure: bool) -> str | None:
+            return self._review(name, identity, airflow_role, source_ip, secure)
+
+        sessions = WebSessions(name, self.tokens, review, self._review_interval)
+        front = EnvironmentFront(name, upstream, self.tokens, run_cli, mint_airflow_token,
+                                 sessions)
         server = uvicorn.Server(uvicorn_config(front, self._host, port, self._tls,
                                                self._forwarded_allow_ips))
         thread = threading.Thread(target=server.run, daemon=True, name=f"airgate-web-{name}")
         thread.start()
-        self._running[name] = _Running(port, server, thread)
+        self._running[name] = _Running(port, front, server, thread)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not server.started and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -1,10 +1,12 @@
-"""The short-lived tokens CreateCliToken and CreateWebLoginToken hand out.
+"""The tokens of an environment's front: the short-lived ones CreateCliToken and
+CreateWebLoginToken hand out, and the web session a web login starts.
 
-Each names its purpose, its environment, the caller's IAM identity and (for web login) the
-Airflow role chosen for them, and is valid for 60 seconds, as on MWAA. They are HMAC-signed
-JWTs under a secret kept in airgate's home: never a key any environment trusts, so a CLI or
-login token can't be used as an Airflow API token, and a token for one environment or one
-purpose is refused for another. Web login tokens work once.
+Each names its purpose, its environment, the caller's IAM identity and (for web login and
+sessions) the Airflow role chosen for them. CLI and web-login tokens are valid for 60
+seconds, as on MWAA, and web-login tokens work once; a session lasts 12 hours unless it is
+ended sooner (signed out, or its identity no longer allowed). All are HMAC-signed JWTs under
+a secret kept in airgate's home: never a key any environment trusts, so none can be used as
+an Airflow token, and a token for one environment or purpose is refused for another.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import jwt
 from airgate.auth.secrets import write_private
 
 TOKEN_TTL = 60
+SESSION_TTL = 12 * 3600  # how long a web login keeps a browser or client signed in
 ISSUER = "airgate"
 ALGORITHM = "HS256"
-Purpose = Literal["cli", "web-login"]
+Purpose = Literal["cli", "web-login", "session"]
+_LIFETIMES: dict[str, int] = {"cli": TOKEN_TTL, "web-login": TOKEN_TTL, "session": SESSION_TTL}
 
 
 class TokenRefused(Exception):
@@ -36,8 +40,11 @@ class TokenRefused(Exception):
 class TokenClaims:
     environment: str
     identity: str  # the caller's IAM identity, e.g. user/alice
-    airflow_role: str | None  # web login: the Airflow role chosen when the token was made
+    airflow_role: str | None  # web login, session: the Airflow role chosen for the caller
     expires_at: float
+    token_id: str = ""
+    issued_at: float = 0.0
+    principal_id: str | None = None  # session: the IAM user's or role's id when signed in
 
 
 class EnvironmentTokens:
@@ -45,7 +52,8 @@ class EnvironmentTokens:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
-        self._used: dict[str, float] = {}  # one-use token ids, until they expire anyway
+        # Ids of used web-login tokens and ended sessions, until they expire anyway.
+        self._spent: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -55,12 +63,15 @@ class EnvironmentTokens:
         return cls(path.read_bytes())
 
     def mint(self, purpose: Purpose, environment: str, identity: str,
-             airflow_role: str | None = None, now: float | None = None) -> str:
+             airflow_role: str | None = None, now: float | None = None,
+             principal_id: str | None = None) -> str:
         issued = int(time.time() if now is None else now)
         claims = {"iss": ISSUER, "aud": _audience(purpose, environment), "sub": identity,
-                  "iat": issued, "exp": issued + TOKEN_TTL, "jti": uuid.uuid4().hex}
+                  "iat": issued, "exp": issued + _LIFETIMES[purpose], "jti": uuid.uuid4().hex}
         if airflow_role is not None:
             claims["role"] = airflow_role
+        if principal_id is not None:
+            claims["pid"] = principal_id
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def check(self, token: str, purpose: Purpose, environment: str,
@@ -82,19 +93,45 @@ class EnvironmentTokens:
         if claims["iat"] > at + 5:
             raise TokenRefused("The token is not valid yet")
         if at >= claims["exp"]:
-            raise TokenRefused("The token has expired: tokens are valid for "
-                               f"{TOKEN_TTL} seconds")
+            raise TokenRefused("The session has expired: sign in again" if purpose == "session"
+                               else f"The token has expired: tokens are valid for {TOKEN_TTL} "
+                                    "seconds")
         if purpose == "web-login":
-            self._use_once(claims["jti"], claims["exp"], at)
-        return TokenClaims(environment, claims["sub"], claims.get("role"), claims["exp"])
+            self._spend(claims["jti"], claims["exp"], at)
+        elif purpose == "session" and self._is_spent(claims["jti"], at):
+            raise TokenRefused("The session has ended: sign in again")
+        return TokenClaims(environment, claims["sub"], claims.get("role"), claims["exp"],
+                           claims["jti"], claims["iat"], claims.get("pid"))
 
-    def _use_once(self, token_id: str, expires_at: float, now: float) -> None:
+    def end(self, session: TokenClaims) -> None:
+        """End a session before it expires (signed out, or no longer allowed)."""
+        self._spend(session.token_id, session.expires_at, time.time(), once=False)
+
+    def _spend(self, token_id: str, expires_at: float, now: float, once: bool = True) -> None:
         with self._lock:
-            for stale in [k for k, exp in self._used.items() if exp <= now]:
-                del self._used[stale]
-            if token_id in self._used:
+            for stale in [k for k, exp in self._spent.items() if exp <= now]:
+                del self._spent[stale]
+            if once and token_id in self._spent:
                 raise TokenRefused("The token has already been used")
-            self._used[token_id] = expires_at
+            self._spent[token_id] = expires_at
+
+    def _is_spent(self, token_id: str, now: float) -> bool:
+        with self._lock:
+            return self._spent.get(token_id, 0) > now
+
+
+def session_token_environment(token: str) -> str | None:
+    """The environment an airgate session token names, without checking it: how a front
+    tells a session it must never pass on (whatever environment's) from other tokens."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    audience = claims.get("aud") if isinstance(claims, dict) else None
+    prefix = _audience("session", "")
+    if isinstance(audience, str) and audience.startswith(prefix):
+        return audience[len(prefix):]
+    return None
 
 
 def _audience(purpose: Purpose, environment: str) -> str:
