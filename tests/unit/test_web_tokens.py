@@ -64,7 +64,9 @@ def test_the_secret_is_kept_private_and_reused(tmp_path: Path) -> None:
     path = tmp_path / "web-tokens.key"
     token = EnvironmentTokens.load_or_create(path).mint("cli", "prod", "user/a", now=NOW)
     assert path.stat().st_mode & 0o777 == 0o600
-    assert EnvironmentTokens.load_or_create(path).check(token, "cli", "prod", now=NOW)
+    claims = EnvironmentTokens.load_or_create(path).check(token, "cli", "prod", now=NOW)
+    assert (claims.environment, claims.identity, claims.expires_at) == (
+        "prod", "user/a", NOW + TOKEN_TTL)
 
 
 def test_a_session_lasts_twelve_hours_unless_ended(tokens: EnvironmentTokens) -> None:
