@@ -1,5 +1,5 @@
 """Triggers the `any_bash_command` DAG with a bash command through MWAA's InvokeRestApi,
-waits for the run to finish and prints its state and what the task ran.
+waits for the run to finish and prints its state, what the task ran and the task's log.
 
     python examples/clients/mwaa_dag_run_client.py ENVIRONMENT 'echo hello' [--timeout 300]
 
@@ -7,10 +7,11 @@ Runs unchanged against Amazon MWAA or airgate: boto3 takes its endpoint, region 
 credentials from the standard AWS variables (for airgate: `eval "$(airgate shellenv)"`).
 Exits 0 if the run succeeded, 1 if it failed, was refused or timed out.
 
-The task's log is not fetched: its REST API path
-(/dags/any_bash_command/dagRuns/RUN/taskInstances/trigger_bash_command/logs/1) is longer than
-the 64 characters InvokeRestApi allows for Path, on MWAA as on airgate. The task instance's
-state and rendered command are printed instead; the log is in the Airflow UI.
+The run id is Airflow's own (`manual__2026-12-02T10:00:00.123456+00:00`), so the paths about
+the run, such as the task log's
+(/dags/any_bash_command/dagRuns/RUN/taskInstances/trigger_bash_command/logs/1), are longer than
+the 64 characters botocore's model gives Path: MWAA and airgate take them, as Airflow's own
+Amazon provider relies on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from typing import Any
 
 import boto3
@@ -35,11 +35,13 @@ class StepFailed(Exception):
 
 
 def invoke(mwaa: Any, environment: str, method: str, path: str,
-           body: Any = None) -> Any:
+           body: Any = None, query: dict[str, Any] | None = None) -> Any:
     """Airflow's answer to one REST API call; refusals become StepFailed."""
     request: dict[str, Any] = {"Name": environment, "Method": method, "Path": path}
     if body is not None:
         request["Body"] = body
+    if query is not None:
+        request["QueryParameters"] = query
     try:
         return mwaa.invoke_rest_api(**request)["RestApiResponse"]
     except (mwaa.exceptions.RestApiClientException,
@@ -61,10 +63,8 @@ def run_command(mwaa: Any, environment: str, command: str, timeout: float,
     if dag["is_paused"]:
         invoke(mwaa, environment, "PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
         print(f"unpaused {DAG_ID}")
-    # A short run id of our own keeps every path about this run within Path's 64 characters.
-    run_id = f"cli-{uuid.uuid4().hex[:12]}"
-    invoke(mwaa, environment, "POST", f"/dags/{DAG_ID}/dagRuns",
-           {"dag_run_id": run_id, "logical_date": None, "conf": {"command": command}})
+    run_id = invoke(mwaa, environment, "POST", f"/dags/{DAG_ID}/dagRuns",
+                    {"logical_date": None, "conf": {"command": command}})["dag_run_id"]
     print(f"triggered {DAG_ID} run {run_id} with command {command!r}")
 
     deadline = time.monotonic() + timeout
@@ -82,7 +82,23 @@ def run_command(mwaa: Any, environment: str, command: str, timeout: float,
         rendered = (task.get("rendered_fields") or {}).get("bash_command")
         print(f"task {task['task_id']}: {task['state']}, try {task['try_number']}, "
               f"ran {rendered!r}")
+        print_log(mwaa, environment, run_id, task["task_id"], task["try_number"])
     return str(run["state"])
+
+
+def print_log(mwaa: Any, environment: str, run_id: str, task_id: str, try_number: int) -> None:
+    """The task try's whole log, one line per entry."""
+    log = invoke(mwaa, environment, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/"
+                 f"{task_id}/logs/{try_number}", query={"full_content": True})
+    print(f"log of {task_id}, try {try_number}:")
+    content = log.get("content", "")
+    # Airflow 3 answers a list of entries (structured: timestamp, level, event), Airflow 2
+    # one string.
+    for entry in content if isinstance(content, list) else str(content).splitlines():
+        if isinstance(entry, dict):
+            parts = (entry.get("timestamp"), entry.get("level"), entry.get("event"))
+            entry = " ".join(str(part) for part in parts if part)
+        print(f"  {entry}")
 
 
 def main(argv: list[str] | None = None) -> int:

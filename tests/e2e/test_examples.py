@@ -4,6 +4,7 @@ examples/dags."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import shutil
@@ -20,7 +21,7 @@ import pytest
 from airgate.server import local_runtime
 from tests.e2e.serving import EXAMPLES, standard_aws_variables
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
-from tests.e2e.test_runtime import api_url, create_args, wait_for, wait_for_status
+from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
 from tests.storm import asset_event_storm
 from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
 
@@ -62,15 +63,6 @@ def run_example(served: tuple[RunningAirgate, dict[str, Any]], caller: str, scra
     return subprocess.run([sys.executable, str(EXAMPLES / script), *args],
                           env={**variables, **env}, capture_output=True, text=True,
                           timeout=300)
-
-
-def airflow(server: RunningAirgate, environment: str = ENV) -> httpx.Client:
-    """Airflow's REST API directly, for what InvokeRestApi's 64-character Path can't name."""
-    runtime = server.airgate.runtime
-    token = runtime.signing_key(environment).mint(  # type: ignore[attr-defined]
-        subject="user/test", role="ADMIN", environment=environment, ttl=600)
-    return httpx.Client(base_url=f"{api_url(server, environment)}/api/v2", timeout=30,
-                        headers={"Authorization": f"Bearer {token}"})
 
 
 def invoke(server: RunningAirgate, method: str, path: str, **more: Any) -> Any:
@@ -117,13 +109,41 @@ def test_dag_run_client_runs_the_given_command(served: tuple[RunningAirgate, dic
     assert done.returncode == 0, done.stdout + done.stderr
     assert ": success (triggered by user/op-caller)" in done.stdout
     assert f"ran 'echo {token}'" in done.stdout
+    # The task's log, printed by the client through InvokeRestApi (a path over 64
+    # characters: the run id is Airflow's default): the command's output is a line of it.
     run_id = done.stdout.split(" run ", 1)[1].split()[0]
-    with airflow(server) as api:
-        log = api.get(f"/dags/any_bash_command/dagRuns/{run_id}/taskInstances/"
-                      "trigger_bash_command/logs/1", params={"full_content": "true"},
-                      headers={"Accept": "application/json"})
-    assert log.status_code == 200
-    assert token in json.dumps(log.json()["content"])
+    assert run_id.startswith("manual__")
+    printed_log = done.stdout.split("log of trigger_bash_command, try 1:\n", 1)[1]
+    assert [line for line in printed_log.splitlines() if line.endswith(f" {token}")], \
+        done.stdout
+    log = invoke(server, "GET", f"/dags/any_bash_command/dagRuns/{run_id}/taskInstances/"
+                 "trigger_bash_command/logs/1", QueryParameters={"full_content": True})
+    assert token in [entry.get("event") for entry in log["content"]]
+
+
+# --- the CLI endpoint, as clients in the wild call it ----------------------------------------
+
+def test_the_cli_endpoint_answers_with_a_trailing_slash(
+        served: tuple[RunningAirgate, dict[str, Any]]) -> None:
+    """POST /aws_mwaa/cli/ is served as /aws_mwaa/cli is: the command runs in the
+    environment, and a request without a token gets the same refusal."""
+    server, _ = served
+    token = server.client().create_cli_token(Name=ENV)
+    listed, refusals = {}, {}
+    for path in ("/aws_mwaa/cli", "/aws_mwaa/cli/"):
+        url = f"http://{token['WebServerHostname']}{path}"
+        answer = httpx.post(url, content="dags list -o json", timeout=120,
+                            headers={"Authorization": f"Bearer {token['CliToken']}",
+                                     "Content-Type": "text/plain"})
+        assert answer.status_code == 200, answer.text
+        stdout = base64.b64decode(answer.json()["stdout"]).decode()
+        listed[path] = sorted(dag["dag_id"] for dag in json.loads(stdout[stdout.index("[{"):]))
+        refused = httpx.post(url, content="dags list", timeout=30)
+        refusals[path] = (refused.status_code, refused.json())
+    assert listed["/aws_mwaa/cli/"] == listed["/aws_mwaa/cli"] == [
+        "any_bash_command", "data_aware_pipeline"]
+    assert refusals["/aws_mwaa/cli/"] == refusals["/aws_mwaa/cli"]
+    assert refusals["/aws_mwaa/cli"][0] == 401
 
 
 # --- data-aware batching --------------------------------------------------------------------
@@ -136,13 +156,11 @@ def pipeline_runs(server: RunningAirgate) -> list[dict[str, Any]]:
 
 def batched_files(server: RunningAirgate, run_id: str) -> tuple[list[str], str]:
     """What the run's get_resources collected, and its extract task's log."""
-    with airflow(server) as api:
-        base = f"/dags/data_aware_pipeline/dagRuns/{run_id}/taskInstances"
-        xcom = api.get(f"{base}/get_resources/xcomEntries/return_value")
-        log = api.get(f"{base}/extract/logs/1", params={"full_content": "true"},
-                      headers={"Accept": "application/json"})
-    assert xcom.status_code == 200 and log.status_code == 200
-    return list(xcom.json()["value"]), json.dumps(log.json()["content"])
+    base = f"/dags/data_aware_pipeline/dagRuns/{run_id}/taskInstances"
+    xcom = invoke(server, "GET", f"{base}/get_resources/xcomEntries/return_value")
+    log = invoke(server, "GET", f"{base}/extract/logs/1",
+                 QueryParameters={"full_content": True})
+    return list(xcom["value"]), json.dumps(log["content"])
 
 
 def lambda_invocations(served: tuple[RunningAirgate, dict[str, Any]], scratch: Path,
@@ -260,17 +278,16 @@ def test_a_dag_in_one_environment_triggers_a_dag_in_another(
         wait_for(lambda: in_a("GET", "/dags")["total_entries"] == 1, 90, "the DAG in team-a")
         in_a("PATCH", "/dags/trigger_elsewhere", Body={"is_paused": False})
         invoke(server, "PATCH", "/dags/any_bash_command", Body={"is_paused": False})
-        run = f"from-a-{uuid.uuid4().hex[:8]}"
+        # A long run id: the waiter's path is past the model's 64 characters, as with
+        # Airflow's default run ids.
+        run = f"triggered_from_team_a__{uuid.uuid4()}"
         in_a("POST", "/dags/trigger_elsewhere/dagRuns",
              Body={"dag_run_id": "a-1", "logical_date": None, "conf": {"run": run}})
         wait_for(lambda: in_a("GET", "/dags/trigger_elsewhere/dagRuns/a-1")["state"]
                  in ("success", "failed"), 240, "the triggering run")
         if in_a("GET", "/dags/trigger_elsewhere/dagRuns/a-1")["state"] != "success":
-            with airflow(server, "team-a") as api:
-                log = api.get("/dags/trigger_elsewhere/dagRuns/a-1/taskInstances/"
-                              "trigger_any_bash_command/logs/1",
-                              params={"full_content": "true"},
-                              headers={"Accept": "application/json"}).json()
+            log = in_a("GET", "/dags/trigger_elsewhere/dagRuns/a-1/taskInstances/"
+                       "trigger_any_bash_command/logs/1", QueryParameters={"full_content": True})
             pytest.fail("the triggering run failed: " + " | ".join(
                 str(line.get("event")) for line in log["content"])[-3000:])
         triggered = invoke(server, "GET", f"/dags/any_bash_command/dagRuns/{run}")
