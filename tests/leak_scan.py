@@ -53,7 +53,7 @@ def _record_issued_secrets(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     for logger in watched:
         logger.addHandler(handler)
     with pytest.MonkeyPatch.context() as patch:
-        for method in ("create_access_key", "assume_role"):
+        for method in ("create_access_key", "assume_role", "get_session_token"):
             patch.setattr(Identities, method, _remembering(getattr(Identities, method)))
         yield
     for logger in watched:

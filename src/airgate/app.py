@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airgate.asgi import MAX_BODY_BYTES, BodyTooLarge, read_body, serve_lifespan
 from airgate.auth.sigv4 import SignedRequest
-from airgate.aws.protocol import Response, serialize_error
+from airgate.aws.wire import Response
 from airgate.call import CallRecord
 from airgate.errors import (
     InternalServerException,
@@ -80,6 +80,7 @@ def create_app(gateway: Gateway,
 
     async def respond(scope: Scope, receive: Receive, source_ip: str,
                       record: CallRecord) -> Response:
+        signed: SignedRequest | None = None
         try:
             body = await read_body(scope, receive)
             signed = _signed_request(scope, body)
@@ -96,7 +97,7 @@ def create_app(gateway: Gateway,
                 f"An internal error occurred (request id {record.request_id})." if reason is None
                 else f"airgate could not save its state: {reason}. The change was not made; "
                      f"retry when storage is writable again (request id {record.request_id}).")
-        record.error_code = error.code
-        return serialize_error(error)
+        # In the words of the service the request is for (its signature's scope says which).
+        return gateway.error_response(signed or _signed_request(scope, b""), error, record)
 
     return app

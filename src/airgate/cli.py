@@ -1,38 +1,64 @@
 """The `airgate` command: run the server, print its environment, manage identities.
 
-`airgate iam ...` follows the AWS CLI (same command and option names, JSON output, errors as
-"An error occurred (Code) when calling the X operation: ..."), and works on the state store
-directly: whoever can read the airgate home is the account's operator.
+`airgate iam ...` follows the AWS CLI: its commands are the IAM operations airgate serves
+(and STS's assume-role), named, optioned, validated and printed as `aws iam ...` does them
+(JSON output, policy documents decoded, every page; errors as "An error occurred (Code)
+when calling the X operation: ..."). Each runs in-process through the same provider method
+as the API's, as the account's root: whoever can read the airgate home is the account's
+operator, so no policy is evaluated and no trust policy is asked.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import html
 import json
+import re
 import shlex
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore import xform_name
+from botocore.handlers import json_decode_policies
+from botocore.model import OperationModel, Shape
+
 from airgate import config
+from airgate.auth.authorize import Authorization
 from airgate.auth.identities import IamError, Identities
+from airgate.aws.query import QueryProtocol
+from airgate.aws.validate import validate
+from airgate.call import Call, CallRecord
+from airgate.errors import ServiceError
+from airgate.services import ProviderService
 
 _OUTPUT_INDENT = 4
+_PAGING_MEMBERS = ("Marker", "MaxItems", "IsTruncated")
 
 
 # --- option helpers -----------------------------------------------------------------------
 
 
 def _document(value: str) -> str:
-    """A policy document given inline, or as file://PATH like the AWS CLI takes it."""
+    """A value given inline, or as file://PATH like the AWS CLI takes it."""
     if value.startswith("file://"):
         try:
             return Path(value[len("file://"):]).expanduser().read_text()
         except OSError as error:
             raise argparse.ArgumentTypeError(f"cannot read {value}: {error.strerror}") from None
     return value
+
+
+def _json(value: str) -> Any:
+    """A list or structure, as JSON (inline or file://PATH), as the AWS CLI takes it."""
+    try:
+        return json.loads(_document(value))
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error.msg}") from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -52,144 +78,144 @@ def _settings(args: argparse.Namespace, **more: Any) -> config.Settings:
 @dataclass(frozen=True)
 class Option:
     flag: str
+    member: str  # the operation's input member
     help: str
-    required: bool = True
-    type: Callable[[str], Any] = str
+    required: bool
+    type: Callable[[str], Any]
+    boolean: bool = False  # --flag / --no-flag, as the AWS CLI has them
 
 
 @dataclass(frozen=True)
 class IamCommand:
     name: str
-    operation: str  # the IAM/STS operation name, for error messages
+    service: str  # "iam" or "sts"
+    operation: str  # the IAM/STS operation name
     help: str
     options: tuple[Option, ...]
-    run: Callable[[Identities, argparse.Namespace], Any]
 
 
-USER = Option("--user-name", "name of the IAM user")
-ROLE = Option("--role-name", "name of the IAM role")
-POLICY_NAME = Option("--policy-name", "name of the policy")
-POLICY_DOCUMENT = Option("--policy-document", "policy JSON, or file://PATH", type=_document)
-POLICY_ARN = Option("--policy-arn", "ARN of the managed policy")
-KEY_ID = Option("--access-key-id", "the access key id")
-PATH = Option("--path", "IAM path, default /", required=False)
+def _first_sentence(documentation: str) -> str:
+    """The first sentence of the model's HTML documentation, as plain text for --help."""
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", documentation)).split())
+    sentence = re.split(r"(?<=\.)\s", text, maxsplit=1)[0]
+    return sentence.replace("%", "%%")
 
 
-IAM_COMMANDS: tuple[IamCommand, ...] = (
-    IamCommand("create-user", "CreateUser", "create a user", (USER, PATH),
-               lambda i, a: {"User": i.create_user(a.user_name, a.path or "/")}),
-    IamCommand("get-user", "GetUser", "show a user", (USER,),
-               lambda i, a: {"User": i.get_user(a.user_name)}),
-    IamCommand("list-users", "ListUsers", "list users", (),
-               lambda i, a: {"Users": i.list_users()}),
-    IamCommand("delete-user", "DeleteUser", "delete a user (keys and policies first)", (USER,),
-               lambda i, a: i.delete_user(a.user_name)),
-    IamCommand("create-access-key", "CreateAccessKey",
-               "create an access key; the secret is shown only now", (USER,),
-               lambda i, a: {"AccessKey": i.create_access_key(a.user_name)}),
-    IamCommand("list-access-keys", "ListAccessKeys", "list a user's access keys", (USER,),
-               lambda i, a: {"AccessKeyMetadata": i.list_access_keys(a.user_name)}),
-    IamCommand("update-access-key", "UpdateAccessKey", "set a key Active or Inactive",
-               (USER, KEY_ID, Option("--status", "Active or Inactive")),
-               lambda i, a: i.update_access_key(a.user_name, a.access_key_id, a.status)),
-    IamCommand("delete-access-key", "DeleteAccessKey", "delete an access key", (USER, KEY_ID),
-               lambda i, a: i.delete_access_key(a.user_name, a.access_key_id)),
-    IamCommand("put-user-policy", "PutUserPolicy", "add or replace a user's inline policy",
-               (USER, POLICY_NAME, POLICY_DOCUMENT),
-               lambda i, a: i.put_inline_policy("user", a.user_name, a.policy_name,
-                                                a.policy_document)),
-    IamCommand("get-user-policy", "GetUserPolicy", "show a user's inline policy",
-               (USER, POLICY_NAME),
-               lambda i, a: i.get_inline_policy("user", a.user_name, a.policy_name)),
-    IamCommand("list-user-policies", "ListUserPolicies", "list a user's inline policies",
-               (USER,),
-               lambda i, a: {"PolicyNames": i.list_inline_policies("user", a.user_name)}),
-    IamCommand("delete-user-policy", "DeleteUserPolicy", "delete a user's inline policy",
-               (USER, POLICY_NAME),
-               lambda i, a: i.delete_inline_policy("user", a.user_name, a.policy_name)),
-    IamCommand("create-role", "CreateRole", "create a role",
-               (ROLE, Option("--assume-role-policy-document",
-                             "trust policy JSON or file://PATH (default: this account)",
-                             required=False, type=_document),
-                PATH, Option("--max-session-duration", "seconds, 3600 to 43200",
-                             required=False, type=int)),
-               lambda i, a: {"Role": i.create_role(
-                   a.role_name, a.assume_role_policy_document, a.path or "/",
-                   a.max_session_duration or 3600)}),
-    IamCommand("get-role", "GetRole", "show a role", (ROLE,),
-               lambda i, a: {"Role": i.get_role(a.role_name)}),
-    IamCommand("list-roles", "ListRoles", "list roles", (),
-               lambda i, a: {"Roles": i.list_roles()}),
-    IamCommand("delete-role", "DeleteRole", "delete a role (policies first)", (ROLE,),
-               lambda i, a: i.delete_role(a.role_name)),
-    IamCommand("put-role-policy", "PutRolePolicy", "add or replace a role's inline policy",
-               (ROLE, POLICY_NAME, POLICY_DOCUMENT),
-               lambda i, a: i.put_inline_policy("role", a.role_name, a.policy_name,
-                                                a.policy_document)),
-    IamCommand("get-role-policy", "GetRolePolicy", "show a role's inline policy",
-               (ROLE, POLICY_NAME),
-               lambda i, a: i.get_inline_policy("role", a.role_name, a.policy_name)),
-    IamCommand("list-role-policies", "ListRolePolicies", "list a role's inline policies",
-               (ROLE,),
-               lambda i, a: {"PolicyNames": i.list_inline_policies("role", a.role_name)}),
-    IamCommand("delete-role-policy", "DeleteRolePolicy", "delete a role's inline policy",
-               (ROLE, POLICY_NAME),
-               lambda i, a: i.delete_inline_policy("role", a.role_name, a.policy_name)),
-    IamCommand("create-policy", "CreatePolicy", "create a managed policy",
-               (POLICY_NAME, POLICY_DOCUMENT, PATH),
-               lambda i, a: {"Policy": i.create_policy(a.policy_name, a.policy_document,
-                                                       a.path or "/")}),
-    IamCommand("get-policy", "GetPolicy", "show a managed policy's document", (POLICY_ARN,),
-               lambda i, a: {"PolicyDocument": i.get_policy_document(a.policy_arn)}),
-    IamCommand("list-policies", "ListPolicies", "list managed policies", (),
-               lambda i, a: {"Policies": i.list_policies()}),
-    IamCommand("delete-policy", "DeletePolicy", "delete a managed policy (detach first)",
-               (POLICY_ARN,), lambda i, a: i.delete_policy(a.policy_arn)),
-    IamCommand("attach-user-policy", "AttachUserPolicy", "attach a managed policy to a user",
-               (USER, POLICY_ARN),
-               lambda i, a: i.attach_policy("user", a.user_name, a.policy_arn)),
-    IamCommand("detach-user-policy", "DetachUserPolicy", "detach a managed policy from a user",
-               (USER, POLICY_ARN),
-               lambda i, a: i.detach_policy("user", a.user_name, a.policy_arn)),
-    IamCommand("list-attached-user-policies", "ListAttachedUserPolicies",
-               "list managed policies attached to a user", (USER,),
-               lambda i, a: {"AttachedPolicies": i.list_attached_policies("user", a.user_name)}),
-    IamCommand("attach-role-policy", "AttachRolePolicy", "attach a managed policy to a role",
-               (ROLE, POLICY_ARN),
-               lambda i, a: i.attach_policy("role", a.role_name, a.policy_arn)),
-    IamCommand("detach-role-policy", "DetachRolePolicy", "detach a managed policy from a role",
-               (ROLE, POLICY_ARN),
-               lambda i, a: i.detach_policy("role", a.role_name, a.policy_arn)),
-    IamCommand("list-attached-role-policies", "ListAttachedRolePolicies",
-               "list managed policies attached to a role", (ROLE,),
-               lambda i, a: {"AttachedPolicies": i.list_attached_policies("role", a.role_name)}),
-    IamCommand("assume-role", "AssumeRole",
-               "temporary credentials for a session of a role (as sts assume-role)",
-               (ROLE, Option("--role-session-name", "name of the session, shown as "
-                             "assumed-role/ROLE/SESSION"),
-                Option("--duration-seconds", "lifetime, 900 up to the role's maximum",
-                       required=False, type=int)),
-               lambda i, a: i.assume_role(a.role_name, a.role_session_name,
-                                          a.duration_seconds or 3600)),
-)
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "integer": int, "long": int, "list": _json, "structure": _json, "map": _json}
+
+
+def _option(name: str, shape: Shape, required: bool) -> Option:
+    return Option(f"--{xform_name(name, '-')}", name, _first_sentence(shape.documentation),
+                  required, _PARSERS.get(shape.type_name, _document),
+                  boolean=shape.type_name == "boolean")
+
+
+def _command(service: str, operation: OperationModel) -> IamCommand:
+    shape = operation.input_shape
+    options = [] if shape is None else [
+        _option(name, member, name in shape.required_members)
+        for name, member in shape.members.items() if name not in _PAGING_MEMBERS]
+    if operation.name == "CreateRole":  # airgate's own default: a role this account trusts
+        options = [_optional(o) if o.member == "AssumeRolePolicyDocument" else o
+                   for o in options]
+    if operation.name == "AssumeRole":  # the role by name, as airgate's CLI always took it
+        options = [_optional(o) if o.member == "RoleArn" else o for o in options]
+        options.insert(0, Option("--role-name", "RoleName", "name of the role (instead of "
+                                 "--role-arn)", False, str))
+    return IamCommand(xform_name(operation.name, "-"), service, operation.name,
+                      _first_sentence(operation.documentation), tuple(options))
+
+
+def _optional(option: Option) -> Option:
+    return Option(option.flag, option.member, option.help + " (optional here)", False,
+                  option.type, option.boolean)
+
+
+def _services(identities: Identities, region: str) -> dict[str, ProviderService]:
+    from airgate.services.iam import IamService
+    from airgate.services.sts import StsService
+
+    return {"iam": IamService(region, identities), "sts": StsService(region, identities)}
+
+
+def _iam_commands() -> tuple[IamCommand, ...]:
+    from airgate.services import service_model
+    from airgate.services.iam import RESOURCES
+
+    iam, sts = service_model("iam"), service_model("sts")
+    commands = [_command("iam", iam.operation_model(name)) for name in iam.operation_names
+                if name in RESOURCES]
+    commands.append(_command("sts", sts.operation_model("AssumeRole")))
+    return tuple(commands)
+
+
+IAM_COMMANDS: tuple[IamCommand, ...] = _iam_commands()
 
 
 def _run_iam(args: argparse.Namespace) -> int:
     from airgate.server import open_state
 
     command: IamCommand = args.iam_command
-    db, identities, _ = open_state(_settings(args))
+    settings = _settings(args)
+    db, identities, _ = open_state(settings)
     try:
-        result = command.run(identities, args)
-    except IamError as error:
-        print(f"An error occurred ({error.code}) when calling the {command.operation} "
-              f"operation: {error.message}", file=sys.stderr)
-        return 254
+        service = _services(identities, settings.region)[command.service]
+        try:
+            result = _call(service, command, identities, args)
+        except ServiceError as error:
+            code = service.wire.words(error)[0] if isinstance(service.wire, QueryProtocol) \
+                else error.code
+            print(f"An error occurred ({code}) when calling the {command.operation} "
+                  f"operation: {error.message}", file=sys.stderr)
+            return 254
     finally:
         db.close()
-    if result is not None:
-        print(json.dumps(result, indent=_OUTPUT_INDENT))
+    if result:
+        print(json.dumps(result, indent=_OUTPUT_INDENT, default=_json_value))
     return 0
+
+
+def _call(service: ProviderService, command: IamCommand, identities: Identities,
+          args: argparse.Namespace) -> dict[str, Any]:
+    """The operation's output as the AWS CLI prints it: every page, documents decoded."""
+    params = {option.member: getattr(args, option.member)
+              for option in command.options if getattr(args, option.member) is not None}
+    if command.operation == "CreateRole":
+        params.setdefault("AssumeRolePolicyDocument", identities.default_trust_policy())
+    if command.operation == "AssumeRole" and "RoleName" in params:
+        params.setdefault("RoleArn", _role_arn(identities, params.pop("RoleName")))
+    operation = service.model.operation_model(command.operation)
+    if operation.input_shape is not None:
+        validate(operation.input_shape, params)
+    handler = service.handler(command.operation)
+    assert handler is not None
+    call = Call(str(uuid.uuid4()), datetime.datetime.now(datetime.UTC), identities.root(),
+                Authorization(f"{command.service}:{command.operation}", "*"),
+                CallRecord(request_id="cli"))
+    result: dict[str, Any] = dict(handler(params, call))
+    while result.get("IsTruncated"):  # every page, as the AWS CLI gathers them
+        more = handler({**params, "Marker": result.pop("Marker")}, call)
+        for name, value in more.items():
+            result[name] = result[name] + value if isinstance(value, list) else value
+    for member in _PAGING_MEMBERS:
+        result.pop(member, None)
+    if command.service == "iam":
+        json_decode_policies(result, operation)  # what botocore does for `aws iam`
+    return result
+
+
+def _role_arn(identities: Identities, name: str) -> str:
+    arn = identities.role_arn_of(name)
+    if arn is None:
+        raise IamError("NoSuchEntity", f"The role with name {name} cannot be found.")
+    return arn
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 # --- airgate up / shellenv ----------------------------------------------------------------
@@ -244,6 +270,8 @@ def _run_shellenv(args: argparse.Namespace) -> int:
         endpoint, region = running["endpoint_url"], running["region"]
     variables = {
         "AWS_ENDPOINT_URL_MWAA": endpoint,
+        "AWS_ENDPOINT_URL_STS": endpoint,  # the same listener serves STS and IAM
+        "AWS_ENDPOINT_URL_IAM": endpoint,
         "AWS_DISABLE_HOST_PREFIX_INJECTION": "true",
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
@@ -323,8 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       description=command.help)
         _add_common(sub)
         for option in command.options:
-            sub.add_argument(option.flag, help=option.help, required=option.required,
-                             type=option.type)
+            if option.boolean:
+                sub.add_argument(option.flag, dest=option.member, help=option.help,
+                                 action=argparse.BooleanOptionalAction)
+            else:
+                sub.add_argument(option.flag, dest=option.member, help=option.help,
+                                 required=option.required, type=option.type,
+                                 metavar=option.flag[2:].upper().replace("-", "_"))
         sub.set_defaults(run=_run_iam, iam_command=command)
     return parser
 

@@ -25,7 +25,6 @@ from airgate.app import create_app
 from airgate.auth.authorize import Authorizer
 from airgate.auth.identities import IamError, Identities
 from airgate.auth.secrets import SecretBox, write_private
-from airgate.aws.spec import router
 from airgate.config import ConfigError, Settings, ensure_writable_home
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.local import LocalRuntime
@@ -41,6 +40,10 @@ from airgate.listen import uvicorn_config
 from airgate.mwaa.admission import Admission
 from airgate.mwaa.provider import MwaaProvider
 from airgate.mwaa.rest_api import Endpoints, RestApiProxy
+from airgate.mwaa.service import MwaaService
+from airgate.services import Services
+from airgate.services.iam import IamService
+from airgate.services.sts import StsService
 from airgate.store.db import Database
 from airgate.store.generations import Generations
 from airgate.tls import TlsFiles, ensure_certificates
@@ -167,9 +170,10 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
                             rest_api, admission, fronts)
 
-    authorizer = Authorizer(settings.region, settings.account_id)
-    gateway = Gateway(settings.region, identities, authorizer, environments, provider)
-    router()  # load the service model now, not on the first request
+    mwaa = MwaaService(settings.region, settings.account_id, environments, provider)
+    services = Services([mwaa, StsService(settings.region, identities),
+                         IamService(settings.region, identities)], default=mwaa)
+    gateway = Gateway(identities, services)
     app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None)
     return Airgate(settings, db, identities, environments, runtime, provider, app, generations,
                    fronts, tls)

@@ -1,7 +1,8 @@
 """Authorisation can't be escalated: a table of principals and policies, every MWAA
 operation airgate serves, two environments, and the outcome AWS's policy evaluation logic
 gives for each (explicit Deny wins, then an Allow whose Action/NotAction, Resource/NotResource
-and Condition all match, else the implicit deny).
+and Condition all match, else the implicit deny). A second table does the same for every IAM
+and STS operation airgate serves, on a user, a role and managed policies.
 
 Environments: `dev` (tags team=data) and `prod` (tags team=platform, tier=production). The
 REST API behind them is a recording stand-in, so InvokeRestApi's chosen Airflow role can be
@@ -23,7 +24,12 @@ import jwt
 import pytest
 from botocore import xform_name
 
+from airgate.auth.identities import Identities
 from airgate.mwaa.provider import MwaaProvider
+from airgate.services import service_model
+from airgate.services.iam import RESOURCES
+from airgate.services.sts.provider import StsProvider
+from tests.e2e.aws_clients import client
 from tests.support import (
     RunningAirgate,
     TrivialUpstream,
@@ -231,8 +237,224 @@ def state(server: RunningAirgate) -> Any:
 
 
 def test_the_table_covers_every_served_operation() -> None:
-    """A new operation must join the table before it can ship."""
+    """A new operation must join a table before it can ship."""
     model = botocore.session.get_session().get_service_model("mwaa")
     served = {name for name in model.operation_names
               if callable(getattr(MwaaProvider, xform_name(name), None))}
     assert served == set(OPERATIONS)
+    sts = {name for name in service_model("sts").operation_names
+           if callable(getattr(StsProvider, xform_name(name), None))}
+    assert sts | set(RESOURCES) == set(IAM_STS_OPERATIONS)
+
+
+# --- IAM and STS ----------------------------------------------------------------------------
+
+IAM_ARN = f"arn:aws:iam::{ACCOUNT}"
+TARGET_ROLE = f"{IAM_ARN}:role/TargetRole"
+TARGET_POLICY = f"{IAM_ARN}:policy/TargetPolicy"
+SPARE_POLICY = f"{IAM_ARN}:policy/Spare"
+TRUST_ACCOUNT = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"AWS": f"{IAM_ARN}:root"}, "Action": "sts:AssumeRole"}]})
+INLINE = policy(allow("airflow:ListEnvironments"))
+
+IAM_PRINCIPALS: dict[str, list[str]] = {
+    "nobody": [],
+    "iam-all": [policy(allow("iam:*"))],
+    "iam-read": [policy(allow(["iam:Get*", "iam:List*"]))],
+    "team-users": [policy(allow("iam:*", f"{IAM_ARN}:user/team/*"))],
+    "deny-user-policy": [policy(allow(["iam:*", "sts:*"])), policy(deny("iam:*UserPolicy"))],
+    "assume-target": [policy(allow("sts:AssumeRole", TARGET_ROLE))],
+    "spare-only": [policy(allow(["iam:AttachUserPolicy", "iam:AttachRolePolicy"], Condition={
+        "ArnEquals": {"iam:PolicyARN": SPARE_POLICY}}))],
+    "not-delete": [policy({"Effect": "Allow", "NotAction": "iam:Delete*", "Resource": "*"})],
+    "deny-all": [policy(deny("*"))],
+}
+
+# Each call is about the user `target` (path /team/), the role TargetRole, or the managed
+# policy TargetPolicy (attached to both); new entities are created under those names' paths.
+IAM_CALLS: dict[str, Callable[[Any, Any, Any], Any]] = {
+    "CreateUser": lambda c, t, s: c["iam"].create_user(UserName="new-user", Path="/team/"),
+    "GetUser": lambda c, t, s: c["iam"].get_user(UserName="target"),
+    "ListUsers": lambda c, t, s: c["iam"].list_users(),
+    "DeleteUser": lambda c, t, s: c["iam"].delete_user(UserName="target"),
+    "CreateAccessKey": lambda c, t, s: c["iam"].create_access_key(UserName="target"),
+    "ListAccessKeys": lambda c, t, s: c["iam"].list_access_keys(UserName="target"),
+    "UpdateAccessKey": lambda c, t, s: c["iam"].update_access_key(
+        UserName="target", AccessKeyId=t.target_key, Status="Inactive"),
+    "DeleteAccessKey": lambda c, t, s: c["iam"].delete_access_key(
+        UserName="target", AccessKeyId=t.target_key),
+    "PutUserPolicy": lambda c, t, s: c["iam"].put_user_policy(
+        UserName="target", PolicyName="added", PolicyDocument=INLINE),
+    "GetUserPolicy": lambda c, t, s: c["iam"].get_user_policy(UserName="target",
+                                                              PolicyName="inline"),
+    "DeleteUserPolicy": lambda c, t, s: c["iam"].delete_user_policy(UserName="target",
+                                                                    PolicyName="inline"),
+    "ListUserPolicies": lambda c, t, s: c["iam"].list_user_policies(UserName="target"),
+    "AttachUserPolicy": lambda c, t, s: c["iam"].attach_user_policy(UserName="target",
+                                                                    PolicyArn=SPARE_POLICY),
+    "DetachUserPolicy": lambda c, t, s: c["iam"].detach_user_policy(UserName="target",
+                                                                    PolicyArn=TARGET_POLICY),
+    "ListAttachedUserPolicies": lambda c, t, s: c["iam"].list_attached_user_policies(
+        UserName="target"),
+    "CreateRole": lambda c, t, s: c["iam"].create_role(
+        RoleName="NewRole", AssumeRolePolicyDocument=TRUST_ACCOUNT),
+    "GetRole": lambda c, t, s: c["iam"].get_role(RoleName="TargetRole"),
+    "ListRoles": lambda c, t, s: c["iam"].list_roles(),
+    "DeleteRole": lambda c, t, s: c["iam"].delete_role(RoleName="TargetRole"),
+    "UpdateAssumeRolePolicy": lambda c, t, s: c["iam"].update_assume_role_policy(
+        RoleName="TargetRole", PolicyDocument=TRUST_ACCOUNT.replace("AssumeRole", "Assume*")),
+    "PutRolePolicy": lambda c, t, s: c["iam"].put_role_policy(
+        RoleName="TargetRole", PolicyName="added", PolicyDocument=INLINE),
+    "GetRolePolicy": lambda c, t, s: c["iam"].get_role_policy(RoleName="TargetRole",
+                                                              PolicyName="inline"),
+    "DeleteRolePolicy": lambda c, t, s: c["iam"].delete_role_policy(RoleName="TargetRole",
+                                                                    PolicyName="inline"),
+    "ListRolePolicies": lambda c, t, s: c["iam"].list_role_policies(RoleName="TargetRole"),
+    "AttachRolePolicy": lambda c, t, s: c["iam"].attach_role_policy(RoleName="TargetRole",
+                                                                    PolicyArn=SPARE_POLICY),
+    "DetachRolePolicy": lambda c, t, s: c["iam"].detach_role_policy(RoleName="TargetRole",
+                                                                    PolicyArn=TARGET_POLICY),
+    "ListAttachedRolePolicies": lambda c, t, s: c["iam"].list_attached_role_policies(
+        RoleName="TargetRole"),
+    "CreatePolicy": lambda c, t, s: c["iam"].create_policy(PolicyName="NewPolicy",
+                                                           PolicyDocument=INLINE),
+    "GetPolicy": lambda c, t, s: c["iam"].get_policy(PolicyArn=TARGET_POLICY),
+    "GetPolicyVersion": lambda c, t, s: c["iam"].get_policy_version(PolicyArn=TARGET_POLICY,
+                                                                    VersionId="v1"),
+    "ListPolicyVersions": lambda c, t, s: c["iam"].list_policy_versions(
+        PolicyArn=TARGET_POLICY),
+    "ListPolicies": lambda c, t, s: c["iam"].list_policies(),
+    "DeletePolicy": lambda c, t, s: c["iam"].delete_policy(PolicyArn=TARGET_POLICY),
+    "GetCallerIdentity": lambda c, t, s: c["sts"].get_caller_identity(),
+    "GetSessionToken": lambda c, t, s: c["sts"].get_session_token(),
+    "AssumeRole": lambda c, t, s: c["sts"].assume_role(RoleArn=TARGET_ROLE,
+                                                       RoleSessionName="table"),
+}
+IAM_STS_OPERATIONS = list(IAM_CALLS)
+_IAM = [name for name in IAM_STS_OPERATIONS if name in RESOURCES]
+_USER_OPERATIONS = {"CreateUser", "GetUser", "DeleteUser", "CreateAccessKey",
+                    "ListAccessKeys", "UpdateAccessKey", "DeleteAccessKey", "PutUserPolicy",
+                    "GetUserPolicy", "DeleteUserPolicy", "ListUserPolicies",
+                    "AttachUserPolicy", "DetachUserPolicy", "ListAttachedUserPolicies"}
+_UNCONTROLLED = {"GetCallerIdentity", "GetSessionToken"}  # no policy can refuse these
+IAM_ALLOWED: dict[str, set[str]] = {
+    "nobody": _UNCONTROLLED,
+    "iam-all": set(_IAM) | _UNCONTROLLED,
+    "iam-read": {name for name in _IAM if name.startswith(("Get", "List"))} | _UNCONTROLLED,
+    "team-users": _USER_OPERATIONS | _UNCONTROLLED,
+    "deny-user-policy": set(IAM_STS_OPERATIONS) - {
+        "PutUserPolicy", "GetUserPolicy", "DeleteUserPolicy", "AttachUserPolicy",
+        "DetachUserPolicy"},
+    "assume-target": {"AssumeRole"} | _UNCONTROLLED,
+    "spare-only": {"AttachUserPolicy", "AttachRolePolicy"} | _UNCONTROLLED,
+    # NotAction takes in every other service's actions too: sts:AssumeRole included.
+    "not-delete": {name for name in IAM_STS_OPERATIONS if not name.startswith("Delete")},
+    "deny-all": _UNCONTROLLED,
+}
+# What an allowed call may still answer (the entity in use; authorisation came first).
+IAM_AFTER_AUTHORISATION = {"DeleteUser": "DeleteConflict", "DeleteRole": "DeleteConflict",
+                           "DeletePolicy": "DeleteConflict"}
+
+
+class IamTable:
+    """The principals' clients and the entities the calls are about, put back as they were
+    after every call that changed them."""
+
+    def __init__(self, server: RunningAirgate) -> None:
+        self.server = server
+        self.identities: Identities = server.airgate.identities
+        self.clients: dict[str, dict[str, Any]] = {}
+        for name, documents in IAM_PRINCIPALS.items():
+            self.identities.create_user(name)
+            for index, document in enumerate(documents):
+                self.identities.put_inline_policy("user", name, f"p{index}", document)
+            key = self.identities.create_access_key(name)
+            self.clients[name] = {service: client(server, service, key)
+                                  for service in ("iam", "sts")}
+        self.target_key = ""
+        self.restore()
+        self.baseline = self.state()
+
+    def state(self) -> Any:
+        """Every identity, long-term key, policy and attachment (not temporary keys)."""
+        ids = self.identities
+        users = ids.list_users()
+        roles = ids.list_roles()
+        return (
+            [(u["UserName"], u["Path"]) for u in users],
+            {u["UserName"]: ([(k["AccessKeyId"], k["Status"]) for k in ids.list_access_keys(
+                u["UserName"])], [ids.inline_policy("user", u["UserName"], p)["PolicyDocument"]
+                                  for p in ids.list_inline_policies("user", u["UserName"])],
+                ids.list_attached_policies("user", u["UserName"])) for u in users},
+            {r["RoleName"]: (r["AssumeRolePolicyDocument"],
+                             ids.list_inline_policies("role", r["RoleName"]),
+                             ids.list_attached_policies("role", r["RoleName"]))
+             for r in roles},
+            [(p["PolicyName"], p["AttachmentCount"]) for p in ids.list_policies()],
+        )
+
+    def restore(self) -> None:
+        ids = self.identities
+        for kind, names in (("user", [u["UserName"] for u in ids.list_users()]),
+                            ("role", [r["RoleName"] for r in ids.list_roles()])):
+            for name in names:
+                if name in IAM_PRINCIPALS:
+                    continue
+                for attached in ids.list_attached_policies(kind, name):  # type: ignore[arg-type]
+                    ids.detach_policy(kind, name, attached["PolicyArn"])  # type: ignore[arg-type]
+                for inline in ids.list_inline_policies(kind, name):  # type: ignore[arg-type]
+                    ids.delete_inline_policy(kind, name, inline)  # type: ignore[arg-type]
+                if kind == "user":
+                    for key in ids.list_access_keys(name):
+                        ids.delete_access_key(name, key["AccessKeyId"])
+                    ids.delete_user(name)
+                else:
+                    ids.delete_role(name)
+        for existing in ids.list_policies():
+            ids.delete_policy(existing["Arn"])
+        ids.create_policy("TargetPolicy", INLINE)
+        ids.create_policy("Spare", INLINE)
+        ids.create_user("target", path="/team/")
+        self.target_key = ids.create_access_key("target")["AccessKeyId"]
+        ids.create_role("TargetRole", TRUST_ACCOUNT)
+        for kind, name in (("user", "target"), ("role", "TargetRole")):
+            ids.put_inline_policy(kind, name, "inline", INLINE)  # type: ignore[arg-type]
+            ids.attach_policy(kind, name, TARGET_POLICY)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def iam_table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamTable]:
+    home: Path = tmp_path_factory.mktemp("iam-table") / "home"
+    with running_airgate(home) as server:
+        yield IamTable(server)
+
+
+IAM_CASES = [(principal, operation) for principal in IAM_PRINCIPALS
+             for operation in IAM_STS_OPERATIONS]
+
+
+@pytest.mark.parametrize(("principal", "operation"), IAM_CASES,
+                         ids=[f"{p}-{o}" for p, o in IAM_CASES])
+def test_every_iam_and_sts_operation(iam_table: IamTable, principal: str,
+                                     operation: str) -> None:
+    expected = operation in IAM_ALLOWED[principal]
+    try:
+        IAM_CALLS[operation](iam_table.clients[principal], iam_table, iam_table.server)
+        outcome = "allowed"
+    except botocore.exceptions.ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code == "AccessDenied":
+            outcome = "denied"
+            assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        else:
+            assert code == IAM_AFTER_AUTHORISATION.get(operation), error.response["Error"]
+            outcome = "allowed"
+    after = iam_table.state()
+    try:
+        assert outcome == ("allowed" if expected else "denied")
+        if outcome == "denied":  # a refusal changes nothing
+            assert after == iam_table.baseline
+    finally:
+        if after != iam_table.baseline:
+            iam_table.restore()
+            iam_table.baseline = iam_table.state()

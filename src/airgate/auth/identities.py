@@ -21,7 +21,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -29,9 +29,9 @@ from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from airgate.auth.policy import MalformedPolicyDocument, Policy, parse_policy
+from airgate.auth.policy import MalformedPolicyDocument, Policy, parse_policy, parse_trust_policy
 from airgate.auth.secrets import SecretBox
-from airgate.errors import ExpiredTokenException, UnrecognizedClientException
+from airgate.errors import ExpiredTokenException, ModeledError, UnrecognizedClientException
 from airgate.store.db import Database
 from airgate.store.generations import Generations, NotCached, bump
 from airgate.store.schema import (
@@ -40,6 +40,7 @@ from airgate.store.schema import (
     ManagedPolicy,
     PolicyAttachment,
     Role,
+    SessionPolicy,
     User,
 )
 
@@ -50,18 +51,16 @@ PrincipalKind = Literal["user", "role"]
 _PATH = re.compile(r"/([\x21-\x7e]{1,510}/)?")
 _POLICY_PATH = re.compile(r"(?=.{1,512}\Z)(/[A-Za-z0-9.,+@=_-]+)*/")
 _MAX_KEYS_PER_USER = 2
+# Expired temporary credentials are kept this long (answering ExpiredToken), then dropped.
+_EXPIRED_KEPT = datetime.timedelta(days=1)
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _INVALID_TOKEN = "The security token included in the request is invalid."
 _GENERATION = "identities"
+POLICY_VERSION = "v1"  # managed policies have one version: CreatePolicyVersion is not served
 
 
-class IamError(Exception):
-    """An IAM/STS error, named by its AWS code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class IamError(ModeledError):
+    """An IAM/STS error, named by its AWS code (NoSuchEntity, EntityAlreadyExists, ...)."""
 
 
 def _now() -> datetime.datetime:
@@ -153,24 +152,28 @@ def _already_exists(message: str, name: str, existing: list[_Named]) -> IamError
     return IamError("EntityAlreadyExists", message)
 
 
-def _parse_document(document: str) -> str:
+def _parse_document(document: str) -> Policy:
     try:
-        parse_policy(document)
+        return _parsed(document)
     except MalformedPolicyDocument as error:
         raise IamError("MalformedPolicyDocument", str(error)) from None
-    return document
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who signed a request, as policy evaluation and Airflow need to see them."""
 
-    kind: Literal["User", "AssumedRole"]
+    # aws:PrincipalType; "Account" is the account's root, as which the operator (whoever
+    # holds the airgate home) acts through `airgate iam`.
+    kind: Literal["User", "AssumedRole", "Account"]
     arn: str  # the caller's ARN: a user, or arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION
     principal_arn: str  # aws:PrincipalArn: the user's or the role's ARN
     user_id: str  # aws:userid: AIDA..., or AROA...:SESSION
     username: str | None  # aws:username, for users only
     policies: tuple[Policy, ...]
+    # A role session's session policies: it may do only what these also allow.
+    session_policies: tuple[Policy, ...] = ()
+    temporary: bool = False  # signed with temporary credentials (a session token)
 
     @property
     def airflow_identity(self) -> str:
@@ -260,17 +263,30 @@ class Identities:
             return [self._user_view(u) for u in session.scalars(select(User).order_by(User.name))]
 
     def delete_user(self, name: str) -> None:
+        """Only a user without access keys and policies; its temporary credentials end."""
         with self._changing() as session:
             user = self._user(session, name)
-            if self._keys_of(session, user) or self._inline_names(session, "user", user.user_id) \
-                    or self._attached(session, "user", user.user_id):
+            if self._keys_of(session, user):
                 raise IamError("DeleteConflict", "Cannot delete entity, must delete access "
-                               "keys and policies first.")
+                               "keys first.")
+            if self._inline_names(session, "user", user.user_id):
+                raise IamError("DeleteConflict", "Cannot delete entity, must delete policies "
+                               "first.")
+            if self._attached(session, "user", user.user_id):
+                raise IamError("DeleteConflict", "Cannot delete entity, must detach all "
+                               "policies first.")
+            session.execute(delete(AccessKey).where(AccessKey.user_id == user.user_id))
             session.delete(user)
+
+    def user_arn_of(self, name: str) -> str | None:
+        """The ARN (with its path) of the user called `name`, if there is one."""
+        with self._db.reading() as session:
+            user = _pick(_same_name(session, User, name), name)
+            return None if user is None else self.user_arn(user)
 
     def _user_view(self, user: User) -> dict[str, Any]:
         return {"UserName": user.name, "UserId": user.user_id, "Arn": self.user_arn(user),
-                "Path": user.path, "CreateDate": user.created_at.isoformat()}
+                "Path": user.path, "CreateDate": user.created_at}
 
     @staticmethod
     def _user(session: Session, name: str) -> User:
@@ -290,7 +306,8 @@ class Identities:
                                f"{_MAX_KEYS_PER_USER}")
             secret = _secret_access_key()
             key = AccessKey(access_key_id=_random_id("AKIA"), user_id=user.user_id,
-                            secret_ciphertext=self._box.encrypt(secret), created_at=_now())
+                            secret_ciphertext=self._box.encrypt(secret), created_at=_now(),
+                            status="Active")
             session.add(key)
             view = self._key_view(key, user)
             view["SecretAccessKey"] = secret
@@ -314,31 +331,37 @@ class Identities:
     def _key(self, session: Session, user_name: str, access_key_id: str) -> AccessKey:
         user = self._user(session, user_name)
         key = session.get(AccessKey, access_key_id)
-        if key is None or key.user_id != user.user_id:
+        if key is None or key.user_id != user.user_id or key.session_token_sha256 is not None:
             raise IamError("NoSuchEntity",
                            f"The Access Key with id {access_key_id} cannot be found.")
         return key
 
     @staticmethod
     def _keys_of(session: Session, user: User) -> list[AccessKey]:
-        query = select(AccessKey).where(AccessKey.user_id == user.user_id)
+        """The user's long-term keys (not the temporary ones of GetSessionToken)."""
+        query = select(AccessKey).where(AccessKey.user_id == user.user_id,
+                                        AccessKey.session_token_sha256.is_(None))
         return list(session.scalars(query.order_by(AccessKey.created_at)))
 
     @staticmethod
     def _key_view(key: AccessKey, user: User) -> dict[str, Any]:
         return {"UserName": user.name, "AccessKeyId": key.access_key_id, "Status": key.status,
-                "CreateDate": key.created_at.isoformat()}
+                "CreateDate": key.created_at}
 
     # --- roles and sessions ----------------------------------------------------------
+
+    def default_trust_policy(self) -> str:
+        """A trust policy that trusts this account (whose identities then need an identity
+        policy allowing sts:AssumeRole on the role), as the console's default does."""
+        return json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"AWS": f"arn:aws:iam::{self.account_id}:root"}}]})
 
     def create_role(self, name: str, assume_role_policy_document: str | None = None,
                     path: str = "/", max_session_duration: int = 3600) -> dict[str, Any]:
         """A role; its trust policy defaults to trusting this account, as the console does."""
         if assume_role_policy_document is None:
-            assume_role_policy_document = json.dumps({
-                "Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Action": "sts:AssumeRole",
-                    "Principal": {"AWS": f"arn:aws:iam::{self.account_id}:root"}}]})
+            assume_role_policy_document = self.default_trust_policy()
         _ROLE_NAME.check(name)
         _check(_PATH, path, "path")
         if not 3600 <= max_session_duration <= 43200:
@@ -365,38 +388,71 @@ class Identities:
     def delete_role(self, name: str) -> None:
         with self._changing() as session:
             role = self._role(session, name)
-            if self._inline_names(session, "role", role.role_id) \
-                    or self._attached(session, "role", role.role_id):
+            if self._inline_names(session, "role", role.role_id):
                 raise IamError("DeleteConflict", "Cannot delete entity, must delete policies "
                                "first.")
+            if self._attached(session, "role", role.role_id):
+                raise IamError("DeleteConflict", "Cannot delete entity, must detach all "
+                               "policies first.")
             session.execute(delete(AccessKey).where(AccessKey.role_id == role.role_id))
             session.delete(role)
 
-    def assume_role(self, role_name: str, session_name: str,
-                    duration_seconds: int = 3600) -> dict[str, Any]:
-        """Temporary credentials for a session of the role, as STS AssumeRole returns them.
+    def update_assume_role_policy(self, name: str, document: str) -> None:
+        _check_trust_policy(document)
+        with self._changing() as session:
+            self._role(session, name).assume_role_policy = document
 
-        Issued by the operator (who owns the store), so the role's trust policy is recorded
-        but not evaluated against a caller.
+    def role_arn_of(self, name: str) -> str | None:
+        """The ARN (with its path) of the role called `name`, if there is one."""
+        with self._db.reading() as session:
+            role = _pick(_same_name(session, Role, name), name)
+            return None if role is None else self.role_arn(role)
+
+    def role_named_by(self, arn: str) -> dict[str, Any] | None:
+        """The role an ARN names (its path exactly, its name in any case), if any."""
+        prefix = f"arn:aws:iam::{self.account_id}:role"
+        if not arn.startswith(prefix + "/"):
+            return None
+        path, _, name = arn[len(prefix):].rpartition("/")
+        with self._db.reading() as session:
+            try:
+                role = _pick(_same_name(session, Role, name), name)
+            except IamError:
+                return None
+            if role is None or role.path != path + "/":
+                return None
+            return self._role_view(role)
+
+    def trust_policy(self, role_arn: str) -> Policy | None:
+        """The parsed trust policy of the role `role_arn` names, if that role exists."""
+        role = self.role_named_by(role_arn)
+        return None if role is None else _parsed_trust(role["AssumeRolePolicyDocument"])
+
+    def assume_role(self, role_name: str, session_name: str, duration_seconds: int = 3600,
+                    session_policies: Sequence[str] = ()) -> dict[str, Any]:
+        """Temporary credentials for a session of the role, as STS AssumeRole returns them,
+        narrowed by `session_policies` (documents) if any are given.
+
+        Who may ask is decided before (the STS service evaluates the trust policy; the
+        operator, through `airgate iam`, may issue any).
         """
         _SESSION_NAME.check(session_name)
+        for document in session_policies:
+            _parse_document(document)
         with self._changing() as session:
             role = self._role(session, role_name)
             if not 900 <= duration_seconds <= role.max_session_duration:
                 raise IamError("ValidationError", "The requested DurationSeconds exceeds the "
                                "MaxSessionDuration set for this role." if duration_seconds > 900
                                else "DurationSeconds must be at least 900")
-            secret = _secret_access_key()
-            token = base64.b64encode(secrets.token_bytes(120)).decode()
-            expires = _now() + datetime.timedelta(seconds=duration_seconds)
-            key = AccessKey(access_key_id=_random_id("ASIA"), role_id=role.role_id,
-                            secret_ciphertext=self._box.encrypt(secret), created_at=_now(),
-                            session_name=session_name, session_token_sha256=_sha256(token),
-                            expires_at=expires)
-            session.add(key)
+            credentials, key = self._temporary_key(session, duration_seconds,
+                                                   role_id=role.role_id,
+                                                   session_name=session_name)
+            for position, document in enumerate(session_policies):
+                session.add(SessionPolicy(access_key_id=key.access_key_id, position=position,
+                                          document=document))
             return {
-                "Credentials": {"AccessKeyId": key.access_key_id, "SecretAccessKey": secret,
-                                "SessionToken": token, "Expiration": expires.isoformat()},
+                "Credentials": credentials,
                 "AssumedRoleUser": {
                     "AssumedRoleId": f"{role.role_id}:{session_name}",
                     "Arn": f"arn:aws:sts::{self.account_id}:assumed-role/{role.name}/"
@@ -404,11 +460,37 @@ class Identities:
                 },
             }
 
+    def get_session_token(self, user_name: str, duration_seconds: int) -> dict[str, Any]:
+        """Temporary credentials of a user, with the user's permissions (STS
+        GetSessionToken)."""
+        with self._changing() as session:
+            user = self._user(session, user_name)
+            credentials, _ = self._temporary_key(session, duration_seconds,
+                                                 user_id=user.user_id)
+            return {"Credentials": credentials}
+
+    def _temporary_key(self, session: Session, duration_seconds: int,
+                       **owner: str) -> tuple[dict[str, Any], AccessKey]:
+        """A new ASIA key with its session token (stored only as a hash), and the
+        Credentials STS returns for it; expired keys of a day ago are dropped."""
+        now = _now()
+        session.execute(delete(AccessKey).where(AccessKey.expires_at < now - _EXPIRED_KEPT))
+        secret = _secret_access_key()
+        token = base64.b64encode(secrets.token_bytes(120)).decode()
+        expires = now + datetime.timedelta(seconds=duration_seconds)
+        key = AccessKey(access_key_id=_random_id("ASIA"), status="Active",
+                        secret_ciphertext=self._box.encrypt(secret), created_at=now,
+                        session_token_sha256=_sha256(token), expires_at=expires, **owner)
+        session.add(key)
+        session.flush()
+        return ({"AccessKeyId": key.access_key_id, "SecretAccessKey": secret,
+                 "SessionToken": token, "Expiration": expires}, key)
+
     def _role_view(self, role: Role) -> dict[str, Any]:
         return {"RoleName": role.name, "RoleId": role.role_id, "Arn": self.role_arn(role),
-                "Path": role.path, "CreateDate": role.created_at.isoformat(),
+                "Path": role.path, "CreateDate": role.created_at,
                 "MaxSessionDuration": role.max_session_duration,
-                "AssumeRolePolicyDocument": json.loads(role.assume_role_policy)}
+                "AssumeRolePolicyDocument": role.assume_role_policy}
 
     @staticmethod
     def _role(session: Session, name: str) -> Role:
@@ -437,9 +519,20 @@ class Identities:
 
     def get_inline_policy(self, kind: PrincipalKind, principal_name: str,
                           policy_name: str) -> dict[str, Any]:
+        """The policy with its document parsed as JSON."""
+        view = self.inline_policy(kind, principal_name, policy_name)
+        return {"PolicyName": view["PolicyName"],
+                "PolicyDocument": json.loads(view["PolicyDocument"])}
+
+    def inline_policy(self, kind: PrincipalKind, principal_name: str,
+                      policy_name: str) -> dict[str, Any]:
+        """The policy as GetUserPolicy / GetRolePolicy return it: its document as given."""
         with self._db.reading() as session:
             policy = self._inline(session, kind, principal_name, policy_name)
-            return {"PolicyName": policy.name, "PolicyDocument": json.loads(policy.document)}
+            owner = self._user(session, principal_name).name if kind == "user" \
+                else self._role(session, principal_name).name
+            return {"UserName" if kind == "user" else "RoleName": owner,
+                    "PolicyName": policy.name, "PolicyDocument": policy.document}
 
     def list_inline_policies(self, kind: PrincipalKind, principal_name: str) -> list[str]:
         with self._db.reading() as session:
@@ -492,18 +585,26 @@ class Identities:
                                        document=document, created_at=_now())
                 session.add(policy)
                 session.flush()
-                return self._policy_view(policy)
+                return self._policy_view(policy, session)
         except IntegrityError:
             raise IamError("EntityAlreadyExists", exists) from None
 
     def list_policies(self) -> list[dict[str, Any]]:
         with self._db.reading() as session:
             query = select(ManagedPolicy).order_by(ManagedPolicy.name)
-            return [self._policy_view(p) for p in session.scalars(query)]
+            return [self._policy_view(p, session) for p in session.scalars(query)]
+
+    def get_policy(self, arn: str) -> dict[str, Any]:
+        with self._db.reading() as session:
+            return self._policy_view(self._policy(session, arn), session)
 
     def get_policy_document(self, arn: str) -> dict[str, Any]:
+        return json.loads(self.policy_document(arn))  # type: ignore[no-any-return]
+
+    def policy_document(self, arn: str) -> str:
+        """A managed policy's document as given (its one version, v1)."""
         with self._db.reading() as session:
-            return json.loads(self._policy(session, arn).document)  # type: ignore[no-any-return]
+            return self._policy(session, arn).document
 
     def delete_policy(self, arn: str) -> None:
         with self._changing() as session:
@@ -561,10 +662,15 @@ class Identities:
                 return policy
         raise IamError("NoSuchEntity", f"Policy {arn} does not exist or is not attachable.")
 
-    def _policy_view(self, policy: ManagedPolicy) -> dict[str, Any]:
+    def _policy_view(self, policy: ManagedPolicy, session: Session) -> dict[str, Any]:
+        """As IAM describes a policy; a managed policy here has one version, v1."""
+        attachments = session.scalar(select(func.count()).select_from(PolicyAttachment).where(
+            PolicyAttachment.policy_id == policy.policy_id)) or 0
         return {"PolicyName": policy.name, "PolicyId": policy.policy_id,
                 "Arn": self.policy_arn(policy), "Path": policy.path,
-                "CreateDate": policy.created_at.isoformat()}
+                "DefaultVersionId": POLICY_VERSION, "AttachmentCount": attachments,
+                "PermissionsBoundaryUsageCount": 0, "IsAttachable": True,
+                "CreateDate": policy.created_at, "UpdateDate": policy.created_at}
 
     # --- request-time resolution -----------------------------------------------------
 
@@ -589,28 +695,43 @@ class Identities:
             if key is None or key.status != "Active":
                 return None
             if key.role is not None:
-                principal = self._session_principal(session, key.role, key.session_name or "")
+                principal = self._session_principal(session, key.role, key.session_name or "",
+                                                    key.access_key_id)
             else:
                 assert key.user is not None
-                principal = self._user_principal(session, key.user)
+                principal = self._user_principal(session, key.user,
+                                                 temporary=key.session_token_sha256 is not None)
             credential = Credential(access_key_id, self._box.decrypt(key.secret_ciphertext),
                                     principal, key.session_token_sha256, key.expires_at)
             cache[access_key_id] = credential
             return credential
 
-    def _user_principal(self, session: Session, user: User) -> Principal:
+    def _user_principal(self, session: Session, user: User, temporary: bool) -> Principal:
         arn = self.user_arn(user)
         return Principal(kind="User", arn=arn, principal_arn=arn, user_id=user.user_id,
                          username=user.name,
-                         policies=self._policies_of(session, "user", user.user_id))
+                         policies=self._policies_of(session, "user", user.user_id),
+                         temporary=temporary)
 
-    def _session_principal(self, session: Session, role: Role, session_name: str) -> Principal:
+    def _session_principal(self, session: Session, role: Role, session_name: str,
+                           access_key_id: str) -> Principal:
+        session_policies = session.scalars(
+            select(SessionPolicy.document).where(SessionPolicy.access_key_id == access_key_id)
+            .order_by(SessionPolicy.position))
         return Principal(
             kind="AssumedRole",
             arn=f"arn:aws:sts::{self.account_id}:assumed-role/{role.name}/{session_name}",
             principal_arn=self.role_arn(role), user_id=f"{role.role_id}:{session_name}",
             username=None, policies=self._policies_of(session, "role", role.role_id),
+            session_policies=tuple(_parsed(document) for document in session_policies),
+            temporary=True,
         )
+
+    def root(self) -> Principal:
+        """The account's root user: who the operator is, through `airgate iam`."""
+        arn = f"arn:aws:iam::{self.account_id}:root"
+        return Principal(kind="Account", arn=arn, principal_arn=arn, user_id=self.account_id,
+                         username=None, policies=(_parsed(_ALLOW_ALL),))
 
     def _policies_of(self, session: Session, kind: str, principal_id: str) -> tuple[Policy, ...]:
         inline = session.scalars(select(InlinePolicy.document).where(
@@ -619,19 +740,26 @@ class Identities:
         return tuple(_parsed(document) for document in [*inline, *managed])
 
 
+_ALLOW_ALL = json.dumps({"Version": "2012-10-17",
+                         "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+
+
 @functools.lru_cache(maxsize=1024)
 def _parsed(document: str) -> Policy:
     """Policies are parsed once per distinct document, not on every request."""
     return parse_policy(document)
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_trust(document: str) -> Policy:
+    return parse_trust_policy(document)
+
+
 def _check_trust_policy(document: str) -> None:
-    """A trust policy names principals, so it is checked as JSON with statements only."""
+    """A trust policy names principals and no resource (CreateRole,
+    UpdateAssumeRolePolicy)."""
     try:
-        parsed = json.loads(document)
-    except json.JSONDecodeError as error:
-        raise IamError("MalformedPolicyDocument", f"Syntax errors in policy: {error.msg}") from None
-    if not isinstance(parsed, dict) or "Statement" not in parsed:
-        raise IamError("MalformedPolicyDocument", "Trust policy must be a JSON object with "
-                       "a Statement")
+        _parsed_trust(document)
+    except MalformedPolicyDocument as error:
+        raise IamError("MalformedPolicyDocument", str(error)) from None
 

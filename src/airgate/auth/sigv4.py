@@ -6,6 +6,8 @@ signing key from the secret we hold, and accept the call only if both signatures
 Both forms are handled: the `Authorization` header and presigned query parameters.
 `query_parameters` is the one reading of the query string: the request parser takes the
 operation's input from it as well, so that what is signed and what is done cannot differ.
+`read_claims` reads what a request says of its signature (its credential scope names the
+service it is for) without trusting it; `verify` then checks it.
 
 `SignedRequest` carries text, not bytes, so the caller must decode the wire bytes in a way
 this module can undo: header values as latin-1 (what HTTP clients encode them with), the path
@@ -19,7 +21,7 @@ import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -129,25 +131,50 @@ class _Auth:
 _Headers = Mapping[str, list[str]]
 
 
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What a request says about its signature, parsed but not yet trusted."""
+
+    auth: _Auth
+    headers: _Headers
+    query: list[QueryParameter]  # the query string, as `query_parameters` reads it
+
+    @property
+    def service(self) -> str:
+        """The service the credential scope names (`airflow`, `sts`, `iam`, ...)."""
+        return self.auth.scope.service
+
+
+def read_claims(request: SignedRequest) -> Claims:
+    """The request's signature claims: MissingAuthenticationTokenException or
+    IncompleteSignatureException if it has none or a malformed one."""
+    headers = _header_map(request.headers)
+    query = query_parameters(request.raw_query)
+    return Claims(_parse_auth(headers, query), headers, query)
+
+
 def verify(
     request: SignedRequest,
     *,
-    region: str,
+    region: str | Collection[str],
     service: str,
     secret_for: Callable[[str], str | None],
     now: datetime,
     max_skew: timedelta = timedelta(minutes=5),
+    claims: Claims | None = None,
 ) -> VerifiedSignature:
-    """Accept `request` only if it carries a valid, current SigV4 signature for our scope.
+    """Accept `request` only if it carries a valid, current SigV4 signature for our scope:
+    `service`, and `region` or one of several (global services such as IAM are signed for
+    us-east-1). `claims` are the request's, if `read_claims` read them already.
 
     Checks run in AWS's order (parse, scope, key, time, signature) so that a client sees
     the same error AWS would give it; every failure raises one of the SigV4 ServiceErrors.
     """
-    headers = _header_map(request.headers)
-    query = query_parameters(request.raw_query)
-    auth = _parse_auth(headers, query)
-    header_block = _canonical_headers(headers, auth.signed_headers)
-    _check_scope(auth, region=region, service=service)
+    claims = claims or read_claims(request)
+    auth = claims.auth
+    header_block = _canonical_headers(claims.headers, auth.signed_headers)
+    _check_scope(auth, regions=(region,) if isinstance(region, str) else region,
+                 service=service)
     secret = secret_for(auth.scope.access_key_id)
     if secret is None:
         raise UnrecognizedClientException("The security token included in the request is invalid.")
@@ -156,13 +183,13 @@ def verify(
     creq = _join_canonical(
         request.method,
         _canonical_uri(request.raw_path),
-        _canonical_query(query, presigned=presigned),
+        _canonical_query(claims.query, presigned=presigned),
         header_block,
         auth.signed_headers,
         _payload_hash(request.body, auth.declared_payload_hash),
     )
     sts = string_to_sign(creq, auth.amz_date, str(auth.scope))
-    key = _signing_key(secret, auth.scope.date, region, service)
+    key = _signing_key(secret, auth.scope.date, auth.scope.region, service)
     expected = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest().encode("ascii")
     if not hmac.compare_digest(expected, auth.signature.encode("utf-8", "surrogatepass")):
         raise InvalidSignatureException(_SIGNATURE_MISMATCH)
@@ -400,10 +427,10 @@ def _parse_expires(value: str) -> int:
 # --- checks ----------------------------------------------------------------------------------
 
 
-def _check_scope(auth: _Auth, *, region: str, service: str) -> None:
+def _check_scope(auth: _Auth, *, regions: Collection[str], service: str) -> None:
     """A signature for another region, service or day must not be replayable here."""
     scope = auth.scope
-    if scope.region != region:
+    if scope.region not in regions:
         raise InvalidSignatureException("Credential should be scoped to a valid region. ")
     if scope.service != service:
         raise InvalidSignatureException(

@@ -74,6 +74,20 @@ class AccessKey(Base):
     role: Mapped[Role | None] = relationship()
 
 
+class SessionPolicy(Base):
+    """A session policy of temporary credentials (AssumeRole's `Policy`, or a managed policy
+    named in its `PolicyArns`, as it read then): the session may do only what both these and
+    the role's own policies allow."""
+
+    __tablename__ = "session_policies"
+
+    access_key_id: Mapped[str] = mapped_column(
+        ForeignKey("access_keys.access_key_id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+
+
 class ManagedPolicy(Base):
     __tablename__ = "managed_policies"
 
