@@ -146,14 +146,14 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise ValidationException(f"Request body is not valid JSON: {error.msg}") from None
     except RecursionError:  # nested deeper than Python's stack allows, so deeper than ours
         raise _too_deep() from None
-    if _nested_deeper_than(document, MAX_JSON_DEPTH):
+    if nested_deeper_than(document, MAX_JSON_DEPTH):
         raise _too_deep()
     if not isinstance(document, dict):
         raise ValidationException("Request body must be a JSON object")
     return document
 
 
-def _nested_deeper_than(document: Any, limit: int) -> bool:
+def nested_deeper_than(document: Any, limit: int) -> bool:
     """Whether arrays and objects nest more than `limit` levels; one level at a time, so
     that no depth can exhaust the stack here."""
     level = [document] if isinstance(document, (dict, list)) else []

@@ -393,10 +393,19 @@ class LocalRuntime:
                         f"`airgate logs {name} {crashed[0]}`")
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     if is_healthy(client.get(health_url(port)).json()):
+                        self._warm_up(client, port)
                         return
                 time.sleep(0.5)
         raise ProvisionError("HEALTH_CHECK_TIMEOUT",
                              f"Airflow did not report healthy within {HEALTH_TIMEOUT:.0f} s")
+
+    @staticmethod
+    def _warm_up(client: httpx.Client, port: int) -> None:
+        """Airflow builds its task execution API on the first request to it, which holds
+        the whole api-server for seconds (7 s measured here, 30 s under load): pay that
+        before AVAILABLE, not during the first task or a caller's InvokeRestApi call."""
+        with contextlib.suppress(httpx.HTTPError):
+            client.get(f"http://127.0.0.1:{port}/execution/health", timeout=120.0)
 
     def _stop(self, name: str) -> None:
         with self._guard:

@@ -24,6 +24,7 @@ import aiohttp
 from yarl import URL
 
 from airgate.airflow.tokens import SigningKey
+from airgate.aws.protocol import nested_deeper_than
 from airgate.environments.store import EnvironmentRecord
 from airgate.errors import (
     RestApiClientException,
@@ -320,22 +321,9 @@ def _document(body: bytes) -> Any:
     # Each level needs an opening bracket: a body with fewer can't be too deep (cheap, and
     # true of nearly every answer), so the walk is only for the few that might be.
     if body.count(b"[") + body.count(b"{") > MAX_RESPONSE_DEPTH \
-            and _nested_deeper_than(document, MAX_RESPONSE_DEPTH):
+            and nested_deeper_than(document, MAX_RESPONSE_DEPTH):
         raise _too_deep()
     return document
-
-
-def _nested_deeper_than(document: Any, limit: int) -> bool:
-    """Whether arrays and objects nest more than `limit` levels; one level at a time, so
-    that no depth can exhaust the stack here."""
-    level = [document] if isinstance(document, (dict, list)) else []
-    for _ in range(limit):
-        level = [child for value in level
-                 for child in (value.values() if isinstance(value, dict) else value)
-                 if isinstance(child, (dict, list))]
-        if not level:
-            return False
-    return True
 
 
 def _too_deep() -> RestApiServerException:
