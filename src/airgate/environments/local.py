@@ -194,6 +194,7 @@ class LocalRuntime:
 
         AVAILABLE environments are UNAVAILABLE until their processes answer again; CREATING
         provisions again (each step is repeatable); UPDATING applies the recorded spec;
+        UPDATE_FAILED runs its previous settings again (it was rolled back and running);
         DELETING finishes the deletion.
         """
         for record in self._store.all():
@@ -203,7 +204,8 @@ class LocalRuntime:
                 with contextlib.suppress(ValidationException):
                     self._store.transition(record.name, allowed_from=frozenset({"AVAILABLE"}),
                                            status="UNAVAILABLE")
-            if record.status in ("AVAILABLE", "UNAVAILABLE", "UPDATING", "CREATING"):
+            if record.status in ("AVAILABLE", "UNAVAILABLE", "UPDATING", "CREATING",
+                                 "UPDATE_FAILED"):
                 self._in_background(record.name, self._restart)
             elif record.status == "DELETING":
                 self._in_background(record.name, self._delete)
@@ -247,10 +249,14 @@ class LocalRuntime:
 
     def _create(self, name: str) -> None:
         error = self._fresh_start(self._store.get(name))
+        if self._cut_short(error):
+            return  # still CREATING: the next start provisions again
         self._finish(name, "CREATING", "CREATE_FAILED" if error else "AVAILABLE", error)
 
     def _update(self, name: str, previous_spec: dict[str, Any]) -> None:
         error = self._fresh_start(self._store.get(name))
+        if self._cut_short(error):
+            return  # still UPDATING: the next start applies the recorded spec
         if error is not None:
             # Roll back: the previous settings run again, and the error says why.
             with contextlib.suppress(ValidationException):
@@ -262,6 +268,8 @@ class LocalRuntime:
     def _restart(self, name: str) -> None:
         record = self._store.get(name)
         error = self._fresh_start(record)
+        if self._cut_short(error):
+            return
         if record.status in ("CREATING", "UPDATING"):
             failed = "CREATE_FAILED" if record.status == "CREATING" else "UPDATE_FAILED"
             self._finish(name, record.status, failed if error else "AVAILABLE", error)
@@ -272,6 +280,12 @@ class LocalRuntime:
             with contextlib.suppress(ValidationException):
                 self._store.transition(name, allowed_from=frozenset({"UNAVAILABLE"}),
                                        status="AVAILABLE")
+
+    def _cut_short(self, error: ProvisionError | None) -> bool:
+        """Whether a step failed because airgate is stopping: that is not the environment's
+        failure and is not recorded, so the next start takes the step up again, as after a
+        crash (CREATE_FAILED or UPDATE_FAILED would end it for good)."""
+        return error is not None and self._closing.is_set()
 
     def _fresh_start(self, record: EnvironmentRecord) -> ProvisionError | None:
         """(Re)start the environment's processes; after a failure none is left running."""

@@ -37,7 +37,8 @@ _SPEC_MEMBERS = (
     "WebserverAccessMode", "Schedulers", "EndpointManagement", "MinWebservers", "MaxWebservers",
 )
 # UNAVAILABLE: a component other than the api-server may be down; the call is still tried.
-_INVOCABLE = frozenset({"AVAILABLE", "UNAVAILABLE"})
+# UPDATE_FAILED is MWAA's "restored to its previous state successfully and ready to use".
+_INVOCABLE = frozenset({"AVAILABLE", "UNAVAILABLE", "UPDATE_FAILED"})
 
 
 class WebAccess(Protocol):
