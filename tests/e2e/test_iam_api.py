@@ -30,7 +30,7 @@ from tests.e2e.aws_clients import (
     trust,
     user_arn,
 )
-from tests.support import RunningAirgate
+from tests.support import RunningAirgate, running_airgate
 
 pytestmark = pytest.mark.e2e
 
@@ -207,6 +207,12 @@ def test_errors_as_aws_words_them(airgate_server: RunningAirgate) -> None:
         "LimitExceeded", 409, "Cannot exceed quota for AccessKeysPerUser: 2")
     assert failure(lambda: iam.delete_user(UserName="alice")) == (
         "DeleteConflict", 409, "Cannot delete entity, must delete access keys first.")
+    for index in range(10):
+        iam.create_policy(PolicyName=f"Q{index}", PolicyDocument=PRETTY)
+        iam.attach_role_policy(RoleName="Ops", PolicyArn=policy_arn(f"Q{index}"))
+    iam.attach_role_policy(RoleName="Ops", PolicyArn=policy_arn("Q0"))  # already: no change
+    assert failure(lambda: iam.attach_role_policy(RoleName="Ops", PolicyArn=policy_arn("P"))) \
+        == ("LimitExceeded", 409, "Cannot exceed quota for PoliciesPerRole: 10")
     assert failure(lambda: iam.delete_access_key(UserName="alice",
                                                  AccessKeyId="AKIAAAAAAAAAAAAAAAAA")) == (
         "NoSuchEntity", 404, "The Access Key with id AKIAAAAAAAAAAAAAAAAA cannot be found.")
@@ -465,3 +471,19 @@ def test_the_aws_cli(airgate_server: RunningAirgate, tmp_path: Path) -> None:
         "with name nobody cannot be found." in missing.stderr
     denied = aws(server, tmp_path, "iam", "list-users", credentials=alice)
     assert denied.returncode == 255 and "(AccessDenied)" in denied.stderr
+
+
+def test_global_services_take_us_east_1_signatures(tmp_path: Path) -> None:
+    """IAM (and STS's global endpoint) are signed for us-east-1 whatever airgate's region;
+    a client given an endpoint URL signs for its own region, which must be airgate's."""
+    with running_airgate(tmp_path / "home", region="eu-west-1") as server:
+        for region in ("us-east-1", "eu-west-1"):
+            assert client(server, "iam", region=region).list_users()["Users"]
+            assert client(server, "sts", region=region).get_caller_identity()["Account"] == \
+                ACCOUNT
+        assert failure(lambda: client(server, "iam", region="eu-west-2").list_users()) == (
+            "SignatureDoesNotMatch", 403, "Credential should be scoped to a valid region. ")
+        assert client(server, "mwaa", region="eu-west-1").list_environments()
+        assert failure(lambda: client(server, "mwaa", region="us-east-1").list_environments()
+                       ) == ("InvalidSignatureException", 403,
+                             "Credential should be scoped to a valid region. ")

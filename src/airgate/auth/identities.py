@@ -51,6 +51,7 @@ PrincipalKind = Literal["user", "role"]
 _PATH = re.compile(r"/([\x21-\x7e]{1,510}/)?")
 _POLICY_PATH = re.compile(r"(?=.{1,512}\Z)(/[A-Za-z0-9.,+@=_-]+)*/")
 _MAX_KEYS_PER_USER = 2
+_MAX_ATTACHED = 10  # managed policies per user and per role: IAM's default quota
 # Expired temporary credentials are kept this long (answering ExpiredToken), then dropped.
 _EXPIRED_KEPT = datetime.timedelta(days=1)
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -621,6 +622,9 @@ class Identities:
             policy = self._policy(session, arn)
             key = (kind, principal_id, policy.policy_id)
             if session.get(PolicyAttachment, key) is None:
+                if len(self._attached(session, kind, principal_id)) >= _MAX_ATTACHED:
+                    raise IamError("LimitExceeded", "Cannot exceed quota for "
+                                   f"PoliciesPer{kind.capitalize()}: {_MAX_ATTACHED}")
                 session.add(PolicyAttachment(principal_kind=kind, principal_id=principal_id,
                                              policy_id=policy.policy_id))
 
