@@ -78,6 +78,8 @@ def test_shellenv_and_files(served: tuple[Path, str, Any]) -> None:
     home, endpoint, _ = served
     variables = shellenv(home)
     assert variables["AWS_ENDPOINT_URL_MWAA"] == endpoint
+    assert variables["AWS_ENDPOINT_URL_STS"] == endpoint
+    assert variables["AWS_ENDPOINT_URL_IAM"] == endpoint
     assert variables["AWS_DISABLE_HOST_PREFIX_INJECTION"] == "true"
     assert variables["AWS_DEFAULT_REGION"] == "us-east-1"
     assert variables["AWS_ACCESS_KEY_ID"].startswith("AKIA")
@@ -107,6 +109,16 @@ def test_boto3_script_and_aws_cli(served: tuple[Path, str, Any], tmp_path: Path)
                              text=True, timeout=60)
     assert deleted.returncode == 0, deleted.stderr
 
+    # STS and IAM answer at the same endpoint, found through the same variables.
+    who = subprocess.run([sys.executable, "-m", "awscli", "sts", "get-caller-identity"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert who.returncode == 0, who.stderr
+    assert json.loads(who.stdout)["Arn"] == "arn:aws:iam::000000000000:user/admin"
+    users = subprocess.run([sys.executable, "-m", "awscli", "iam", "list-users"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert users.returncode == 0, users.stderr
+    assert "admin" in [u["UserName"] for u in json.loads(users.stdout)["Users"]]
+
 
 def test_iam_commands(served: tuple[Path, str, Any], tmp_path: Path) -> None:
     home, endpoint, _ = served
@@ -121,6 +133,10 @@ def test_iam_commands(served: tuple[Path, str, Any], tmp_path: Path) -> None:
             "--policy-document", f"file://{document}")
     assert json.loads(airgate(home, "iam", "list-user-policies", "--user-name",
                               "alice").stdout) == {"PolicyNames": ["list"]}
+    assert json.loads(airgate(home, "iam", "get-user-policy", "--user-name", "alice",
+                              "--policy-name", "list").stdout) == {
+        "UserName": "alice", "PolicyName": "list",
+        "PolicyDocument": json.loads(document.read_text())}
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ENDPOINT_URL_MWAA=endpoint, AWS_DISABLE_HOST_PREFIX_INJECTION="true",

@@ -85,6 +85,7 @@ class ProviderService:
         if model.metadata.get("globalEndpoint"):
             regions.add(GLOBAL_SIGNING_REGION)
         self._regions = frozenset(regions)
+        self._signing_name = str(model.signing_name)
         self._handlers: dict[str, Handler | None] = {}
 
     @property
@@ -97,16 +98,19 @@ class ProviderService:
 
     @property
     def signing_name(self) -> str:
-        return str(self._model.signing_name)
+        return self._signing_name
 
     @property
     def signing_regions(self) -> frozenset[str]:
         return self._regions
 
     def handler(self, operation: str) -> Handler | None:
-        if operation not in self._handlers:
-            self._handlers[operation] = getattr(self._provider, xform_name(operation), None)
-        return self._handlers[operation]
+        try:
+            return self._handlers[operation]
+        except KeyError:
+            found = self._handlers[operation] = getattr(self._provider, xform_name(operation),
+                                                        None)
+            return found
 
     def served(self) -> list[str]:
         """The model's operations this service serves."""
