@@ -28,9 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support import running_airgate
 
+from airgate.airflow.major import Placement, Ports
+from airgate.airflow.v3 import AIRFLOW_3
 from airgate.environments import provision
-from airgate.environments.airflow_config import Ports, airflow_environment
-from airgate.environments.layout import COMPONENTS, EnvironmentLayout, free_port
+from airgate.environments.airflow_config import airflow_environment
+from airgate.environments.layout import EnvironmentLayout, free_port
 from airgate.environments.local import LocalRuntime, health_url, is_healthy
 from airgate.server import local_runtime
 
@@ -66,17 +68,18 @@ def directly(root: Path) -> float:
     dags = root / "dags"
     dags.mkdir()
     ports = Ports(free_port(), free_port(), free_port(), free_port())
-    env = airflow_environment("direct", SPEC, layout, ports, str(dags),
+    placement = Placement("direct", layout.airflow_home, layout.own_key, layout.jwks,
+                          layout.support, layout.web_secret.read_text().strip(), ports, "http")
+    env = airflow_environment(SPEC, layout, placement, AIRFLOW_3, str(dags),
                               layout.fernet_key.read_text().strip(), Path(sys.executable),
-                              dict(os.environ))
+                              dict(os.environ),
+                              AIRFLOW_3.database_options(None, layout.database))
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                    capture_output=True)
     processes = []
-    for component in COMPONENTS:
-        argv = [sys.executable, "-m", "airflow", component]
-        if component == "api-server":
-            argv += ["--host", "127.0.0.1", "--port", str(ports.api)]
+    for component in AIRFLOW_3.components:
+        argv = [sys.executable, "-m", "airflow", *AIRFLOW_3.argv(component, ports)]
         processes.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL, start_new_session=True))
     try:

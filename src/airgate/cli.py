@@ -33,6 +33,7 @@ from airgate.auth.identities import IamError, Identities
 from airgate.aws.query import QueryProtocol
 from airgate.aws.validate import validate
 from airgate.call import Call, CallRecord
+from airgate.environments.layout import COMPONENTS
 from airgate.errors import ServiceError
 from airgate.services import ProviderService
 
@@ -332,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(logs)
     logs.add_argument("environment", help="environment name")
     logs.add_argument("component", nargs="?",
-                      choices=["setup", "api-server", "scheduler", "dag-processor", "triggerer"],
+                      choices=["setup", *COMPONENTS],
                       help="one component (default: all)")
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines per log (default 50)")
     logs.set_defaults(run=_run_logs)

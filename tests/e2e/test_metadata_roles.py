@@ -20,7 +20,6 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.metadata import MetadataDatabases
 from tests.support import free_port
 
@@ -90,11 +89,16 @@ def connect(url: str, database: str | None = None) -> psycopg.Connection:
     return psycopg.connect(parsed.render_as_string(hide_password=False), autocommit=True)
 
 
-def test_each_environment_has_a_role_of_its_own(server: PasswordServer, tmp_path: Path) -> None:
+def url_of(databases: MetadataDatabases, name: str) -> str:
+    """What the environment `name` is given to connect with, as text."""
+    url = databases.prepare(name)
+    assert url is not None
+    return url.render_as_string(hide_password=False)
+
+
+def test_each_environment_has_a_role_of_its_own(server: PasswordServer) -> None:
     databases = MetadataDatabases(server.url, installation="test-installation")
-    layouts = {name: EnvironmentLayout.of(tmp_path, name) for name in ("team-a", "team-b")}
-    urls = {name: databases.prepare(name, layout)["database.sql_alchemy_conn"]
-            for name, layout in layouts.items()}
+    urls = {name: url_of(databases, name) for name in ("team-a", "team-b")}
     try:
         for name, url in urls.items():
             parsed = make_url(url)
@@ -117,7 +121,7 @@ def test_each_environment_has_a_role_of_its_own(server: PasswordServer, tmp_path
             password = make_url(url).password
             assert password and password not in logged
         # Each start rotates the password: the previous URL stops working.
-        rotated = databases.prepare("team-a", layouts["team-a"])["database.sql_alchemy_conn"]
+        rotated = url_of(databases, "team-a")
         assert rotated != urls["team-a"]
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             connect(urls["team-a"])
@@ -134,8 +138,7 @@ def test_each_environment_has_a_role_of_its_own(server: PasswordServer, tmp_path
                              (names,)).fetchone() == (0,)
 
 
-def test_a_database_made_before_roles_is_handed_over(server: PasswordServer,
-                                                     tmp_path: Path) -> None:
+def test_a_database_made_before_roles_is_handed_over(server: PasswordServer) -> None:
     """An environment whose database an earlier airgate made as the administrator: its
     tables become its role's, so Airflow can migrate them."""
     databases = MetadataDatabases(server.url, installation="older-installation")
@@ -147,8 +150,7 @@ def test_a_database_made_before_roles_is_handed_over(server: PasswordServer,
         admin.execute("CREATE VIEW dag_ids AS SELECT dag_id FROM dag")
         admin.execute("INSERT INTO dag (dag_id) VALUES ('kept')")
     try:
-        url = databases.prepare("legacy", EnvironmentLayout.of(tmp_path, "legacy"))[
-            "database.sql_alchemy_conn"]
+        url = url_of(databases, "legacy")
         with connect(url) as own:
             owners = own.execute(
                 "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "

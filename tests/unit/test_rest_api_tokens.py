@@ -97,8 +97,8 @@ def test_a_refused_token_makes_the_next_call_read_the_key_again(keys: Keys) -> N
 
 def test_a_401_from_airflow_to_a_token_drops_the_key(keys: Keys) -> None:
     async def call(proxy: RestApiProxy, port: int, path: str) -> None:
-        await proxy.send(Invocation("prod", f"http://127.0.0.1:{port}", "GET", path, [], None,
-                                    "user/alice", "Admin"))
+        await proxy.send(Invocation("prod", f"http://127.0.0.1:{port}/api/v2", "GET", path, [],
+                                    None, "user/alice", "Admin"))
 
     async def scenario(port: int) -> None:
         proxy = RestApiProxy(keys)

@@ -10,7 +10,7 @@ import pytest
 from starlette.requests import cookie_parser
 
 from airgate.airflow.tokens import SigningKey
-from airgate.environments.airflow_config import OWN_KEY_ID
+from airgate.airflow.v3 import OWN_KEY_ID
 from airgate.web.credentials import answer_cookies, take_credentials
 from airgate.web.tokens import EnvironmentTokens
 

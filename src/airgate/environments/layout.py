@@ -10,6 +10,7 @@
         site-packages/        requirements.txt, installed for this environment only
         logs/COMPONENT.log    api-server, scheduler, dag-processor, triggerer, setup
         keys/airflow.pem      the environment's own token key (0600)
+        support/              airgate's code inside Airflow 2 (its API auth backend)
         jwks.json             public keys the environment trusts
       keys/environments/NAME.pem   airgate's key for minting this environment's tokens
       buckets/BUCKET/              the default place of `arn:aws:s3:::BUCKET`
@@ -21,7 +22,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Every component any Airflow major version runs (each environment runs its version's).
+COMPONENTS = ("api-server", "webserver", "scheduler", "dag-processor", "triggerer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,16 @@ class EnvironmentLayout:
     @property
     def fernet_key(self) -> Path:
         return self.root / "keys" / "fernet.key"
+
+    @property
+    def web_secret(self) -> Path:
+        """The web server's session secret (Airflow 2's `[webserver] secret_key`)."""
+        return self.root / "keys" / "web-secret"
+
+    @property
+    def support(self) -> Path:
+        """airgate's code for the environment's Airflow major version (read-only to it)."""
+        return self.root / "support"
 
     def log_file(self, component: str) -> Path:
         return self.logs / f"{component}.log"

@@ -23,16 +23,13 @@ from typing import Any
 
 import httpx
 
+from airgate.airflow.major import AirflowMajor, Placement, major_of
 from airgate.airflow.tokens import SigningKey
+from airgate.airflow.v3 import AIRFLOW_3
 from airgate.environments import provision
 from airgate.environments import sandbox as sandboxed
 from airgate.environments.airflow_config import Ports, airflow_environment, check_options
-from airgate.environments.layout import (
-    COMPONENTS,
-    EnvironmentLayout,
-    free_port,
-    port_is_free,
-)
+from airgate.environments.layout import EnvironmentLayout, free_port, port_is_free
 from airgate.environments.leftovers import end_processes_with_home
 from airgate.environments.metadata import MetadataDatabases
 from airgate.environments.provision import ProvisionError
@@ -62,13 +59,12 @@ def _now() -> datetime.datetime:
 
 
 def health_url(port: int) -> str:
-    return f"http://127.0.0.1:{port}/api/v2/monitor/health"
+    """Airflow 3's health report (kept for the benchmarks, which start Airflow 3 directly)."""
+    return AIRFLOW_3.health_url(port)
 
 
 def is_healthy(report: Mapping[str, Any]) -> bool:
-    """Airflow answers 200 whatever its state: every component must say healthy."""
-    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-    return all((report.get(part) or {}).get("status") == "healthy" for part in parts)
+    return AIRFLOW_3.is_healthy(report)
 
 
 class LocalRuntime:
@@ -119,7 +115,8 @@ class LocalRuntime:
         return self._sandbox
 
     def check_spec(self, spec: Mapping[str, Any]) -> None:
-        check_options(spec.get("AirflowConfigurationOptions") or {})
+        check_options(spec.get("AirflowConfigurationOptions") or {},
+                      major_of(spec["AirflowVersion"]))
 
     def begin_create(self, environment: EnvironmentRecord) -> None:
         self._store.set_runtime(environment.name, {RUNNER: self._installation})
@@ -327,19 +324,25 @@ class LocalRuntime:
     def _provision_and_launch(self, record: EnvironmentRecord) -> None:
         name, spec = record.name, record.spec
         layout = self._layout(name)
+        major = major_of(spec["AirflowVersion"])
         shutil.rmtree(layout.tmp, ignore_errors=True)  # /tmp starts empty, as on a new host
         layout.create()
         setup_log = layout.log_file("setup")
-        provision.keys(layout)
+        provision.keys(layout, trust_own=major.signs_own_tokens)
         ports = self._ports(record)
         version = spec["AirflowVersion"]
-        interpreter = self._runtimes.interpreter(version)
-        database = self._databases.prepare(name, layout)
+        interpreter = self._runtimes.interpreter(version, setup_log)
+        database = major.database_options(self._databases.prepare(name), layout.database)
         dags_folder = self._dags_folder(spec, layout)
+        placement = Placement(name, layout.airflow_home, layout.own_key, layout.jwks,
+                              layout.support, layout.web_secret.read_text().strip(), ports,
+                              self._web_scheme)
+        major.write_support(placement)
         sandbox = self._confine(name, layout, interpreter, Path(dags_folder))
         env = airflow_environment(
-            name, spec, layout, ports, dags_folder, layout.fernet_key.read_text().strip(),
-            interpreter, self._environ, database, self._web_scheme, sandbox.user)
+            spec, layout, placement, major, dags_folder,
+            layout.fernet_key.read_text().strip(), interpreter, self._environ, database,
+            sandbox.user)
 
         # Plugins first: requirements may name wheels shipped in plugins.zip, as on MWAA.
         plugins = layout.root / "plugins.zip"
@@ -357,8 +360,11 @@ class LocalRuntime:
             env.update(provision.run_startup_script(script, env, setup_log, sandbox))
         provision.migrate_database(interpreter, env, setup_log, sandbox)
 
-        group = ProcessGroup([self._component(interpreter, c, env, layout, ports, sandbox)
-                              for c in COMPONENTS])
+        group = ProcessGroup([
+            ComponentSpec(component, [str(interpreter), "-m", "airflow",
+                                      *major.argv(component, ports)],
+                          env, layout.log_file(component), layout.airflow_home, sandbox)
+            for component in major.components])
         with self._guard:
             self._groups[name] = group
             self._cli_contexts[name] = ComponentSpec("cli", [str(interpreter), "-m", "airflow"],
@@ -369,7 +375,7 @@ class LocalRuntime:
         self._store.set_runtime(name, {RUNNER: self._installation, "Ports": ports.as_dict(),
                                        "WebserverUrl":
                                            f"{self._web_scheme}://127.0.0.1:{ports.web}"})
-        self._await_healthy(name, group, ports.api)
+        self._await_healthy(name, group, major, ports.api)
 
     def _confine(self, name: str, layout: EnvironmentLayout, interpreter: Path,
                  dags_folder: Path) -> Confinement:
@@ -384,17 +390,8 @@ class LocalRuntime:
         sandboxed.grant_read(layout.own_key, confinement.uid)  # Airflow signs with it
         return confinement
 
-    @staticmethod
-    def _component(interpreter: Path, component: str, env: dict[str, str],
-                   layout: EnvironmentLayout, ports: Ports,
-                   sandbox: Confinement) -> ComponentSpec:
-        argv = [str(interpreter), "-m", "airflow", component]
-        if component == "api-server":
-            argv += ["--host", "127.0.0.1", "--port", str(ports.api)]
-        return ComponentSpec(component, argv, env, layout.log_file(component),
-                             layout.airflow_home, sandbox)
-
-    def _await_healthy(self, name: str, group: ProcessGroup, port: int) -> None:
+    def _await_healthy(self, name: str, group: ProcessGroup, major: AirflowMajor,
+                       port: int) -> None:
         deadline = time.monotonic() + HEALTH_TIMEOUT
         with httpx.Client(timeout=5.0) as client:
             while time.monotonic() < deadline:
@@ -406,20 +403,12 @@ class LocalRuntime:
                         "COMPONENT_CRASHED", f"{', '.join(crashed)} kept exiting at start; see "
                         f"`airgate logs {name} {crashed[0]}`")
                 with contextlib.suppress(httpx.HTTPError, ValueError):
-                    if is_healthy(client.get(health_url(port)).json()):
-                        self._warm_up(client, port)
+                    if major.is_healthy(client.get(major.health_url(port)).json()):
+                        major.warm_up(client, port)
                         return
                 time.sleep(0.5)
         raise ProvisionError("HEALTH_CHECK_TIMEOUT",
                              f"Airflow did not report healthy within {HEALTH_TIMEOUT:.0f} s")
-
-    @staticmethod
-    def _warm_up(client: httpx.Client, port: int) -> None:
-        """Airflow builds its task execution API on the first request to it, which holds
-        the whole api-server for seconds (7 s measured here, 30 s under load): pay that
-        before AVAILABLE, not during the first task or a caller's InvokeRestApi call."""
-        with contextlib.suppress(httpx.HTTPError):
-            client.get(f"http://127.0.0.1:{port}/execution/health", timeout=120.0)
 
     def _stop(self, name: str) -> None:
         with self._guard:
@@ -507,8 +496,9 @@ class LocalRuntime:
         port = (record.runtime.get("Ports") or {}).get("api")
         healthy = all(group.alive().values()) and now >= self._recovering_until.get(group, 0)
         if healthy and port:
+            major = major_of(record.spec["AirflowVersion"])
             try:
-                healthy = is_healthy(client.get(health_url(port)).json())
+                healthy = major.is_healthy(client.get(major.health_url(port)).json())
             except (httpx.HTTPError, ValueError):
                 healthy = False
         wanted = "AVAILABLE" if healthy else "UNAVAILABLE"

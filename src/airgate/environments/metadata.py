@@ -21,8 +21,6 @@ from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
-from airgate.environments.layout import EnvironmentLayout
-
 SCRAM_ITERATIONS = 4096  # PostgreSQL's own default
 _log = logging.getLogger("airgate.metadata")
 
@@ -32,18 +30,18 @@ class MetadataDatabases:
         self._installation = installation
         self._server: URL | None = None
         if server_url:
-            self._server = make_url(server_url).set(drivername="postgresql+psycopg")
+            self._server = make_url(server_url).set(drivername="postgresql")
 
-    def prepare(self, name: str, layout: EnvironmentLayout) -> dict[str, str]:
-        """Airflow's database options for this environment, its database and role made
-        (or brought up to date) on the server first."""
+    def prepare(self, name: str) -> URL | None:
+        """The URL the environment's Airflow connects with (its own role and a new
+        password), its database and role made or brought up to date on the server first;
+        None for SQLite in its AIRFLOW_HOME. Which driver, the major version decides."""
         if self._server is None:
-            return {"database.sql_alchemy_conn": f"sqlite:///{layout.database}"}
+            return None
         password = secrets.token_urlsafe(32)
         self._ensure(self.name_of(name), password)
-        url = self._server.set(database=self.name_of(name), username=self.name_of(name),
-                               password=password).render_as_string(hide_password=False)
-        return {"database.sql_alchemy_conn": url, "database.sql_alchemy_conn_async": url}
+        return self._server.set(database=self.name_of(name), username=self.name_of(name),
+                                password=password)
 
     def drop(self, name: str) -> None:
         if self._server is None:

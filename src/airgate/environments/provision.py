@@ -7,6 +7,7 @@ Every step is safe to repeat (an update or a restart provisions again) and fails
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import zipfile
 from collections.abc import Mapping
@@ -16,9 +17,9 @@ from typing import Any, Protocol
 from cryptography.fernet import Fernet
 
 from airgate.airflow.tokens import SigningKey, write_jwks
+from airgate.airflow.v3 import OWN_KEY_ID
 from airgate.auth.secrets import write_private
 from airgate.environments import sandbox as sandboxed
-from airgate.environments.airflow_config import OWN_KEY_ID
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.sandbox import Confinement
 
@@ -43,13 +44,17 @@ class ObjectSource(Protocol):
               destination: Path) -> None: ...
 
 
-def keys(layout: EnvironmentLayout) -> SigningKey:
-    """The environment's own key and airgate's key for it; the JWKS trusting both."""
+def keys(layout: EnvironmentLayout, trust_own: bool = True) -> SigningKey:
+    """The environment's own key and airgate's key for it; the JWKS trusting airgate's (and
+    the environment's own, where Airflow signs tokens with it); its Fernet key and web
+    server secret."""
     own = SigningKey.load_or_create(layout.own_key, OWN_KEY_ID)
     airgate = SigningKey.load_or_create(layout.airgate_key, AIRGATE_KEY_ID)
-    write_jwks(layout.jwks, own, airgate)
+    write_jwks(layout.jwks, *((own, airgate) if trust_own else (airgate,)))
     if not layout.fernet_key.exists():
         write_private(layout.fernet_key, Fernet.generate_key())
+    if not layout.web_secret.exists():
+        write_private(layout.web_secret, secrets.token_urlsafe(32).encode())
     return airgate
 
 

@@ -35,9 +35,10 @@ from typing import Protocol
 _log = logging.getLogger("airgate.sandbox")
 
 MODES = ("auto", "required", "off")
-# Environments' uids: far above real accounts (which stay below 2^31 on every distribution
-# we know of, and below 65,536 in practice), one per installation and environment name.
-UID_BASE = 3_000_000_000
+# Environments' uids: one per installation and environment name, far above real accounts
+# (below 65,536 in practice) and below 2^31, since some programs still treat ids as signed
+# (gunicorn masks a gid to 31 bits before setgid, which then fails).
+UID_BASE = 2_000_000_000
 UID_SPAN = 1 << 24
 SANDBOX_USER = "airflow"  # what an environment's processes are called inside, as on MWAA
 # What every environment may read of the machine: programs, libraries, configuration.

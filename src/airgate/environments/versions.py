@@ -1,23 +1,33 @@
-"""The Airflow versions environments can run.
+"""The Airflow versions environments can run, and their runtimes.
 
-The version installed with airgate needs nothing more (so the first environment needs no
-network). Any other supported version gets its own virtualenv under the airgate home,
-`runtimes/VERSION/venv`, created the first time an environment asks for it and reused after.
-Only Airflow 3 is supported: InvokeRestApi speaks its /api/v2 and its JWT authentication.
+- The Airflow 3 installed with airgate needs nothing more (the first environment needs no
+  network).
+- Every Airflow 2 version botocore's `mwaa` model lists (MWAA's own offer) for which airgate
+  has a lock file (`locks/airflow-VERSION.txt`) is installed on first use into its own
+  virtualenv, `runtimes/VERSION/venv` under the airgate home, with uv, the Amazon and
+  PostgreSQL providers and psycopg2, constrained by that lock so a fresh install reproduces
+  the tested set.
+- Other Airflow 3 releases named by the operator (AIRGATE_AIRFLOW_VERSIONS) get their
+  virtualenv the same way, with pip and only packages uploaded before a date shortly after
+  that release (pip's --uploaded-prior-to): Airflow's constraint files live outside the
+  package index, and newer releases of its dependencies do break older Airflow.
 
-Airflow pins its dependencies through constraint files published outside the package index,
-which this machine can't reach; newer releases of its dependencies do break older Airflow
-(pydantic, for one). So the install takes only packages uploaded before a date shortly after
-that Airflow release (pip's --uploaded-prior-to), which reproduces the set it was tested with.
+One runtime serves every environment of its version; installs of one version are one at a
+time, also across airgate processes sharing a home (a lock file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
+import logging
 import os
+import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,6 +37,33 @@ from airgate.environments.provision import ProvisionError
 INSTALL_TIMEOUT = 900.0
 RELEASE_GRACE = datetime.timedelta(days=3)
 INDEX_URL = "https://pypi.org/simple"
+LOCKS = Path(__file__).with_name("locks")
+# Airflow 2's python-daemon and redshift-connector import pkg_resources at run time, which
+# setuptools 81 and later no longer have; locks that don't pin setuptools get this one.
+SETUPTOOLS_FOR_AIRFLOW_2 = "setuptools==75.3.0"
+AIRFLOW_2_PACKAGES = ("apache-airflow-providers-amazon", "apache-airflow-providers-postgres",
+                      "psycopg2-binary")
+_log = logging.getLogger("airgate.runtimes")
+
+
+def mwaa_versions() -> tuple[str, ...]:
+    """The Airflow versions botocore's `mwaa` model says MWAA offers ("Valid values: ...")."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("mwaa")
+    documentation = model.operation_model("CreateEnvironment").input_shape.members[
+        "AirflowVersion"].documentation
+    return tuple(dict.fromkeys(re.findall(r"<code>(\d+\.\d+\.\d+)</code>", documentation)))
+
+
+def airflow_2_versions() -> tuple[str, ...]:
+    """MWAA's Airflow 2 versions that airgate has a lock for, newest first."""
+    offered = [v for v in mwaa_versions() if v.startswith("2.") and lock_of(v).is_file()]
+    return tuple(sorted(offered, key=lambda v: tuple(map(int, v.split("."))), reverse=True))
+
+
+def lock_of(version: str) -> Path:
+    return LOCKS / f"airflow-{version}.txt"
 
 
 def release_time(version: str) -> datetime.datetime | None:
@@ -58,59 +95,113 @@ def runtime_folders(interpreter: Path) -> tuple[Path, ...]:
     return (venv, base)
 
 
+def _base_python() -> str:
+    """The Python airgate runs on, outside any virtualenv: what runtimes are made from."""
+    return str(getattr(sys, "_base_executable", None) or sys.executable)
+
+
 class AirflowRuntimes:
     def __init__(self, home: Path, default_version: str, extra_versions: tuple[str, ...] = (),
-                 base_interpreter: Path | None = None) -> None:
+                 base_interpreter: Path | None = None,
+                 airflow_2: tuple[str, ...] | None = None) -> None:
         self._home = home
         self._default = default_version
         self._extra = tuple(v for v in extra_versions if v != default_version)
+        self._airflow_2 = airflow_2_versions() if airflow_2 is None else airflow_2
         self._base = base_interpreter or Path(sys.executable)
-        self._locks: dict[str, threading.Lock] = {v: threading.Lock() for v in self._extra}
+        self._locks: dict[str, threading.Lock] = {
+            v: threading.Lock() for v in (*self._extra, *self._airflow_2)}
 
     @property
     def versions(self) -> tuple[str, ...]:
         """Supported versions, the default first."""
-        return (self._default, *self._extra)
+        return (self._default, *self._extra, *self._airflow_2)
 
     def folder(self, version: str) -> Path:
         return self._home / "runtimes" / version
 
-    def interpreter(self, version: str) -> Path:
-        """The Python that runs `version`, installing it on first use."""
+    def interpreter(self, version: str, progress: Path | None = None) -> Path:
+        """The Python that runs `version`, installing it on first use (what the install
+        does goes to its log, and to `progress`, the environment's setup log)."""
         if version == self._default:
             return self._base
         if version not in self._locks:
             raise ProvisionError("UNSUPPORTED_VERSION", f"Airflow {version} is not supported")
         venv = self.folder(version) / "venv"
-        python = venv / "bin" / "python"
         ready = self.folder(version) / "ready"
-        with self._locks[version]:
+        with self._locks[version], self._installing(version):
             if not ready.exists():
-                self._install(version, venv)
+                _log.info("installing an Airflow runtime", extra={"fields": {
+                    "version": version}})
+                self._install(version, venv, progress)
                 ready.touch()
-        return python
+        return venv / "bin" / "python"
 
-    def _install(self, version: str, venv: Path) -> None:
+    @contextlib.contextmanager
+    def _installing(self, version: str) -> Iterator[None]:
+        """One install of a version at a time, also across airgate processes."""
+        self.folder(version).mkdir(parents=True, exist_ok=True)
+        with open(self.folder(version) / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _install(self, version: str, venv: Path, progress: Path | None) -> None:
+        steps = (self._airflow_2_steps(version, venv) if version.startswith("2.")
+                 else self._airflow_3_steps(version, venv))
         log = self.folder(version) / "install.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-               "--no-input"]
+        for step in steps:
+            _run_step(version, step, log, progress)
+
+    def _airflow_2_steps(self, version: str, venv: Path) -> list[list[str]]:
+        from uv import find_uv_bin
+
+        lock = lock_of(version)
+        pins = [] if re.search(r"^setuptools==", lock.read_text(), re.M) else [
+            SETUPTOOLS_FOR_AIRFLOW_2]
+        uv = find_uv_bin()
+        cache = ["--cache-dir", str(self._home / "runtimes" / ".uv-cache")]
+        return [
+            [uv, "venv", "--quiet", "--clear", *cache, "--python", _base_python(), str(venv)],
+            # Compiled now: the runtime is read-only inside environments' sandboxes.
+            [uv, "pip", "install", *cache, "--python", str(venv / "bin" / "python"),
+             "--compile-bytecode", "--constraint", str(lock), f"apache-airflow=={version}",
+             *AIRFLOW_2_PACKAGES, *pins],
+        ]
+
+    def _airflow_3_steps(self, version: str, venv: Path) -> list[list[str]]:
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install",
+               "--disable-pip-version-check", "--no-input"]
         released = release_time(version)
         cutoff = [] if released is None else [
             "--uploaded-prior-to", (released + RELEASE_GRACE).strftime("%Y-%m-%dT%H:%M:%SZ")]
-        steps = [
+        return [
             [str(self._base), "-m", "venv", "--clear", str(venv)],
             [*pip, "--upgrade", "pip>=26"],  # --uploaded-prior-to needs a recent pip
             [*pip, *cutoff, f"apache-airflow=={version}", "psycopg[binary]"],
         ]
-        with open(log, "ab") as sink:
-            for step in steps:
-                try:
-                    result = subprocess.run(step, stdout=sink, stderr=subprocess.STDOUT,
-                                            timeout=INSTALL_TIMEOUT, stdin=subprocess.DEVNULL)
-                except subprocess.TimeoutExpired:
-                    raise ProvisionError("RUNTIME_INSTALL_FAILED", f"installing Airflow {version}"
-                                         " took too long") from None
-                if result.returncode != 0:
-                    raise ProvisionError("RUNTIME_INSTALL_FAILED", f"installing Airflow "
-                                         f"{version} failed; see {log}")
+
+
+def _run_step(version: str, step: list[str], log: Path, progress: Path | None) -> None:
+    """One install command, its output kept in the runtime's log and the environment's."""
+    sinks = [log, *([progress] if progress is not None else [])]
+    for sink in sinks:
+        sink.parent.mkdir(parents=True, exist_ok=True)
+        with open(sink, "a") as file:
+            file.write(f"installing Airflow {version}: $ {' '.join(step)}\n")
+    try:
+        result = subprocess.run(step, capture_output=True, timeout=INSTALL_TIMEOUT,
+                                stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise ProvisionError("RUNTIME_INSTALL_FAILED", f"installing Airflow {version} took "
+                             f"more than {INSTALL_TIMEOUT:.0f} s") from None
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    for sink in sinks:
+        with open(sink, "a") as file:
+            file.write(output)
+    if result.returncode != 0:
+        tail = " | ".join(line.strip() for line in output.splitlines()[-6:] if line.strip())
+        raise ProvisionError("RUNTIME_INSTALL_FAILED",
+                             f"installing Airflow {version} failed: {tail}"[-900:])

@@ -2,7 +2,8 @@
 API, made as the caller (a JWT airgate mints with the caller's identity and Airflow role).
 
 Path is the REST API path without its version prefix; it is checked so that nothing can
-reach outside /api/v2 of that environment. It may carry a query string after `?`, as clients
+reach outside the REST API of that environment (/api/v2 on Airflow 3, /api/v1 on Airflow 2,
+as MWAA routes it). It may carry a query string after `?`, as clients
 of real MWAA send it (`/dags/x/dagRuns?order_by=-start_date&limit=10`): that is parsed and
 sent along with QueryParameters. Airflow's answer comes back as MWAA returns it: 2xx as
 RestApiStatusCode/RestApiResponse, 4xx as RestApiClientException, 5xx (and airgate's own
@@ -23,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 import aiohttp
 from yarl import URL
 
+from airgate.airflow.major import major_of
 from airgate.airflow.tokens import SigningKey
 from airgate.aws.protocol import nested_deeper_than
 from airgate.environments.store import EnvironmentRecord
@@ -32,7 +34,6 @@ from airgate.errors import (
     ValidationException,
 )
 
-API_PREFIX = "/api/v2"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # MWAA's limit on RestApiResponse
 # Airflow's answers nest a few levels; a tenant's XCom or plugin output could nest up to
 # about 1,000 (Python's own limit, on Airflow's side). Deeper than this is refused, far below
@@ -233,7 +234,11 @@ class RestApiProxy:
         self._session: aiohttp.ClientSession | None = None
 
     def api_url(self, environment: EnvironmentRecord) -> str | None:
-        return self._endpoints.api_url(environment)
+        """The environment's REST API root: its web server and its Airflow major version's
+        prefix (/api/v1 on Airflow 2, /api/v2 on Airflow 3), as MWAA routes it."""
+        base = self._endpoints.api_url(environment)
+        version = str(environment.spec.get("AirflowVersion") or "3")
+        return None if base is None else base + major_of(version).rest_prefix
 
     def _client(self) -> aiohttp.ClientSession:
         """The session, made on first use: it belongs to the event loop serving requests."""
@@ -265,7 +270,7 @@ class RestApiProxy:
         if call.body is not None and not (call.body == {} and call.method in ("GET", "DELETE")):
             content = json.dumps(call.body).encode()
             headers["Content-Type"] = "application/json"
-        url = f"{call.api_url}{API_PREFIX}{call.path}"
+        url = f"{call.api_url}{call.path}"
         if call.query:
             url += "?" + urlencode(call.query)
         try:

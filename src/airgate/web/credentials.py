@@ -26,7 +26,7 @@ from http.cookies import _unquote  # what Starlette (so Airflow) unquotes values
 import jwt
 
 from airgate.airflow.tokens import audience
-from airgate.environments.airflow_config import OWN_KEY_ID
+from airgate.airflow.v3 import OWN_KEY_ID
 from airgate.web.tokens import session_token_environment
 
 AIRFLOW_COOKIE = "_token"  # where Airflow 3's UI and API look for the signed-in user's JWT
