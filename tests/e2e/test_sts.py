@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -164,14 +165,9 @@ def test_duration_seconds(airgate_server: RunningAirgate) -> None:
         "ValidationError", 400, "1 validation error detected: Value '43201' at "
         "'durationSeconds' failed to satisfy constraint: Member must have value less than or "
         "equal to 43200")
-    before = datetime.datetime.now(datetime.UTC)
-    expires = sts.assume_role(RoleArn=long, RoleSessionName="s1",
-                              DurationSeconds=43200)["Credentials"]["Expiration"]
-    assert datetime.timedelta(seconds=43198) <= expires - before <= datetime.timedelta(
-        seconds=43202)
-    expires = sts.assume_role(RoleArn=short, RoleSessionName="s1")["Credentials"]["Expiration"]
-    assert abs((expires - before) - datetime.timedelta(seconds=3600)) < datetime.timedelta(
-        seconds=3)
+    expires_after(lambda: sts.assume_role(RoleArn=long, RoleSessionName="s1",
+                                          DurationSeconds=43200), 43200)
+    expires_after(lambda: sts.assume_role(RoleArn=short, RoleSessionName="s1"), 3600)
 
 
 @pytest.mark.parametrize(("name", "problem"), [
@@ -225,6 +221,17 @@ def test_a_session_policy_narrows_the_role(airgate_server: RunningAirgate) -> No
         "MalformedPolicyDocument", 400)
 
 
+def expires_after(call: Callable[[], dict[str, Any]], seconds: int) -> dict[str, Any]:
+    """The call's Credentials, checked to expire `seconds` after the call was answered
+    (bracketed by the clock before and after it; airgate keeps whole seconds)."""
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    credentials = call()["Credentials"]
+    after = datetime.datetime.now(datetime.UTC)
+    lifetime = datetime.timedelta(seconds=seconds)
+    assert before + lifetime <= credentials["Expiration"] <= after + lifetime
+    return dict(credentials)
+
+
 def _expire(server: RunningAirgate, access_key_id: str) -> None:
     """Move a temporary key's expiry into the past, as time would."""
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
@@ -266,10 +273,7 @@ def test_temporary_credentials_against_mwaa_and_their_refusals(
 def test_get_session_token(airgate_server: RunningAirgate) -> None:
     server = airgate_server
     alice = user(server, "alice", LIST_ONLY, policy(allow(["iam:*", "sts:*"])))
-    before = datetime.datetime.now(datetime.UTC)
-    answer = client(server, "sts", alice).get_session_token()["Credentials"]
-    assert abs(answer["Expiration"] - before - datetime.timedelta(hours=12)) < \
-        datetime.timedelta(seconds=3)
+    answer = expires_after(lambda: client(server, "sts", alice).get_session_token(), 43200)
     session = temporary(answer)
     assert session["AccessKeyId"].startswith("ASIA")
     assert client(server, "sts", session).get_caller_identity()["Arn"] == user_arn("alice")
@@ -289,8 +293,8 @@ def test_get_session_token(airgate_server: RunningAirgate) -> None:
                    .get_session_token()) == refused
     assert failure(lambda: client(server, "sts", alice, parameter_validation=False)
                    .get_session_token(DurationSeconds=129601))[:2] == ("ValidationError", 400)
-    answer = client(server, "sts", alice).get_session_token(DurationSeconds=900)["Credentials"]
-    assert answer["Expiration"] - before < datetime.timedelta(seconds=905)
+    expires_after(lambda: client(server, "sts", alice).get_session_token(DurationSeconds=900),
+                  900)
 
 
 def test_role_chaining_is_limited_to_an_hour(airgate_server: RunningAirgate) -> None:
