@@ -165,3 +165,48 @@ def test_a_database_made_before_roles_is_handed_over(server: PasswordServer) -> 
     finally:
         databases.drop("legacy")
 
+
+
+def test_a_snapshot_puts_the_metadata_back(server: PasswordServer, tmp_path: Path) -> None:
+    """Before another Airflow version migrates an environment's database, airgate keeps a
+    copy: restored after a failed upgrade, dropped after a good one."""
+    databases = MetadataDatabases(server.url, installation="upgrades")
+    url = url_of(databases, "upgrading")
+    try:
+        with connect(url) as own:
+            own.execute("CREATE TABLE alembic_version (version_num text)")
+            own.execute("INSERT INTO alembic_version VALUES ('2.10.3')")
+        snapshot = databases.snapshot("upgrading", tmp_path / "unused.db")
+        with connect(url) as own:  # a migration that got half way
+            own.execute("UPDATE alembic_version SET version_num = 'half-way'")
+            own.execute("CREATE TABLE new_in_3 (x int)")
+        snapshot.restore()
+        with connect(url) as own:
+            assert own.execute("SELECT version_num FROM alembic_version").fetchall() == [
+                ("2.10.3",)]
+            assert own.execute("SELECT to_regclass('new_in_3')").fetchone() == (None,)
+        databases.snapshot("upgrading", tmp_path / "unused.db").discard()
+        with connect(server.url) as admin:
+            assert admin.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",
+                                 (f"{databases.name_of('upgrading')[:54]}_previous",)
+                                 ).fetchone() == (0,)
+    finally:
+        databases.drop("upgrading")
+
+
+def test_a_sqlite_snapshot_puts_the_file_back(tmp_path: Path) -> None:
+    import sqlite3
+
+    databases = MetadataDatabases(None)
+    database = tmp_path / "airflow.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num text)")
+        connection.execute("INSERT INTO alembic_version VALUES ('2.10.3')")
+    snapshot = databases.snapshot("upgrading", database)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'half-way'")
+    snapshot.restore()
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            ("2.10.3",)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["airflow.db"]

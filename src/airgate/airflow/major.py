@@ -79,6 +79,9 @@ class AirflowMajor(Protocol):
     def database_options(self, url: URL | None, sqlite_file: Path) -> dict[str, str]:
         """How Airflow reaches its metadata: PostgreSQL at `url`, or SQLite."""
 
+    def migration_options(self, url: URL | None, sqlite_file: Path) -> dict[str, str]:
+        """How `airflow db migrate` reaches the metadata (it may need another driver)."""
+
     @property
     def signs_own_tokens(self) -> bool:
         """Whether Airflow signs tokens with the environment's own key (and so trusts it

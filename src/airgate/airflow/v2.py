@@ -74,6 +74,9 @@ class Airflow2:
         return {"database.sql_alchemy_conn": url.set(drivername="postgresql+psycopg2")
                 .render_as_string(hide_password=False)}
 
+    def migration_options(self, url: URL | None, sqlite_file: Path) -> dict[str, str]:
+        return self.database_options(url, sqlite_file)
+
     signs_own_tokens = False  # it trusts airgate's key only
 
     def python_path(self, placement: Placement) -> tuple[Path, ...]:

@@ -72,6 +72,14 @@ class Airflow3:
         # psycopg 3 for both of Airflow 3's engines, the sync and the async one.
         return {"database.sql_alchemy_conn": text, "database.sql_alchemy_conn_async": text}
 
+    def migration_options(self, url: URL | None, sqlite_file: Path) -> dict[str, str]:
+        """psycopg2 for migrations: with psycopg 3, Airflow 3.2.0's migration e812941398f4
+        fails (IndeterminateDatatype) on databases coming from Airflow 2 or 3.0/3.1."""
+        if url is None:
+            return self.database_options(url, sqlite_file)
+        return {**self.database_options(url, sqlite_file), "database.sql_alchemy_conn":
+                url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)}
+
     signs_own_tokens = True  # UI and task tokens, with the environment's own key
 
     def python_path(self, placement: Placement) -> tuple[Path, ...]:

@@ -16,7 +16,8 @@ from airgate.airflow.major import AirflowMajor, Placement, Ports
 from airgate.environments.layout import EnvironmentLayout
 from airgate.errors import ValidationException
 
-__all__ = ["DEFAULT_PARALLELISM", "Ports", "airflow_environment", "check_options"]
+__all__ = ["DEFAULT_PARALLELISM", "Ports", "airflow_environment", "check_options",
+           "option_variables"]
 
 DEFAULT_PARALLELISM = 4  # LocalExecutor forks this many workers up front (~130 MB RSS each)
 
@@ -96,6 +97,11 @@ def airflow_environment(spec: Mapping[str, Any], layout: EnvironmentLayout,
         "LOGNAME": user,
     })
     return env
+
+
+def option_variables(options: Mapping[str, str]) -> dict[str, str]:
+    """`section.option` settings as the AIRFLOW__SECTION__OPTION variables Airflow reads."""
+    return {_variable(key): value for key, value in options.items()}
 
 
 def _variable(key: str) -> str:

@@ -79,6 +79,12 @@ class EnvironmentLayout:
         return self.airflow_home / "airflow.db"
 
     @property
+    def airflow_cfg(self) -> Path:
+        """The configuration file Airflow writes on its first start (airgate configures it
+        with variables; a file left by another Airflow version would confuse this one)."""
+        return self.airflow_home / "airflow.cfg"
+
+    @property
     def fernet_key(self) -> Path:
         return self.root / "keys" / "fernet.key"
 

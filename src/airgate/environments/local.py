@@ -28,10 +28,15 @@ from airgate.airflow.tokens import SigningKey
 from airgate.airflow.v3 import AIRFLOW_3
 from airgate.environments import provision
 from airgate.environments import sandbox as sandboxed
-from airgate.environments.airflow_config import Ports, airflow_environment, check_options
+from airgate.environments.airflow_config import (
+    Ports,
+    airflow_environment,
+    check_options,
+    option_variables,
+)
 from airgate.environments.layout import EnvironmentLayout, free_port, port_is_free
 from airgate.environments.leftovers import end_processes_with_home
-from airgate.environments.metadata import MetadataDatabases
+from airgate.environments.metadata import MetadataDatabases, Snapshot
 from airgate.environments.provision import ProvisionError
 from airgate.environments.sandbox import Confinement, Sandbox, View
 from airgate.environments.sources import BucketFolders, S3Objects
@@ -251,16 +256,36 @@ class LocalRuntime:
         self._finish(name, "CREATING", "CREATE_FAILED" if error else "AVAILABLE", error)
 
     def _update(self, name: str, previous_spec: dict[str, Any]) -> None:
-        error = self._fresh_start(self._store.get(name))
+        record = self._store.get(name)
+        snapshot = None
+        if record.spec["AirflowVersion"] != previous_spec["AirflowVersion"]:
+            snapshot = self._before_upgrade(name)
+        error = self._fresh_start(record)
         if self._cut_short(error):
             return  # still UPDATING: the next start applies the recorded spec
         if error is not None:
-            # Roll back: the previous settings run again, and the error says why.
+            # Roll back: the previous settings (and metadata) run again; the error says why.
             with contextlib.suppress(ValidationException):
                 self._store.transition(name, allowed_from=frozenset({"UPDATING"}),
                                        status="UPDATING", spec=previous_spec)
+            if snapshot is not None:
+                self._stop(name)
+                self._end_leftovers(name)
+                snapshot.restore()
+                self._layout(name).airflow_cfg.unlink(missing_ok=True)
             self._fresh_start(self._store.get(name))
+        elif snapshot is not None:
+            snapshot.discard()
         self._finish(name, "UPDATING", "UPDATE_FAILED" if error else "AVAILABLE", error)
+
+    def _before_upgrade(self, name: str) -> Snapshot:
+        """Stop the environment and keep its metadata, before another Airflow version
+        migrates it; its airflow.cfg (written by the old version) goes."""
+        self._stop(name)
+        self._end_leftovers(name)
+        layout = self._layout(name)
+        layout.airflow_cfg.unlink(missing_ok=True)
+        return self._databases.snapshot(name, layout.database)
 
     def _restart(self, name: str) -> None:
         record = self._store.get(name)
@@ -332,7 +357,8 @@ class LocalRuntime:
         ports = self._ports(record)
         version = spec["AirflowVersion"]
         interpreter = self._runtimes.interpreter(version, setup_log)
-        database = major.database_options(self._databases.prepare(name), layout.database)
+        url = self._databases.prepare(name)
+        database = major.database_options(url, layout.database)
         dags_folder = self._dags_folder(spec, layout)
         placement = Placement(name, layout.airflow_home, layout.own_key, layout.jwks,
                               layout.support, layout.web_secret.read_text().strip(), ports,
@@ -358,7 +384,9 @@ class LocalRuntime:
         script = layout.root / "startup.sh"
         if provision.fetch_object(self._sources, spec, "StartupScript", script):
             env.update(provision.run_startup_script(script, env, setup_log, sandbox))
-        provision.migrate_database(interpreter, env, setup_log, sandbox)
+        provision.migrate_database(
+            interpreter, {**env, **option_variables(major.migration_options(
+                url, layout.database))}, setup_log, sandbox)
 
         group = ProcessGroup([
             ComponentSpec(component, [str(interpreter), "-m", "airflow",

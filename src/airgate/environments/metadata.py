@@ -17,6 +17,10 @@ import hmac
 import logging
 import re
 import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
@@ -54,6 +58,42 @@ class MetadataDatabases:
                 database))
             connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(database))
 
+    def snapshot(self, name: str, sqlite_file: Path) -> Snapshot:
+        """A copy of the environment's metadata as it is now (its processes stopped), to put
+        back if an upgrade of its Airflow fails: Airflow's migrations commit one at a time,
+        so a failed one leaves a database neither version can run."""
+        if self._server is None:
+            saved = sqlite_file.with_name(sqlite_file.name + ".before-upgrade")
+            if sqlite_file.exists():
+                shutil.copy2(sqlite_file, saved)
+            return Snapshot(lambda: _restore_file(saved, sqlite_file),
+                            lambda: saved.unlink(missing_ok=True))
+        from psycopg import sql
+
+        database = self.name_of(name)
+        copy = f"{database[:54]}_previous"
+        with self._admin() as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(copy)))
+            connection.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                sql.Identifier(copy), sql.Identifier(database), sql.Identifier(database)))
+            connection.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(copy)))
+
+        def restore() -> None:
+            with self._admin() as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(database)))
+                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(copy), sql.Identifier(database)))
+
+        def discard() -> None:
+            with self._admin() as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(copy)))
+
+        return Snapshot(restore, discard)
+
     def name_of(self, environment: str) -> str:
         """The environment's database, and its role: the same name."""
         return database_name(environment, self._installation)
@@ -90,6 +130,22 @@ class MetadataDatabases:
         if database is not None:
             url = url.set(database=database)
         return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An environment's metadata before an upgrade: put it back, or let it go."""
+
+    restore: Callable[[], None]
+    discard: Callable[[], None]
+
+
+def _restore_file(copy: Path, original: Path) -> None:
+    for stale in (original, original.with_name(original.name + "-wal"),
+                  original.with_name(original.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    if copy.exists():
+        copy.replace(original)
 
 
 def _hand_over_objects(connection: Any, role: str) -> None:

@@ -180,7 +180,7 @@ class AirflowRuntimes:
         return [
             [str(self._base), "-m", "venv", "--clear", str(venv)],
             [*pip, "--upgrade", "pip>=26"],  # --uploaded-prior-to needs a recent pip
-            [*pip, *cutoff, f"apache-airflow=={version}", "psycopg[binary]"],
+            [*pip, *cutoff, f"apache-airflow=={version}", "psycopg[binary]", "psycopg2-binary"],
         ]
 
 

@@ -107,6 +107,7 @@ class MwaaProvider:
             changes["NetworkConfiguration"] = network
         spec = {**current.spec, **changes}
         self._check_spec(spec)
+        _check_upgrade(current.spec["AirflowVersion"], spec["AirflowVersion"])
         last_update: dict[str, Any] = {"Status": "PENDING", "CreatedAt": call.now.isoformat(),
                                        "Source": UPDATE_SOURCE}
         if "WorkerReplacementStrategy" in params:
@@ -251,6 +252,19 @@ class MwaaProvider:
                 self._web.hostname(record)  # the front behind the URL answers by now
             view["WebserverUrl"] = url
         return view
+
+
+def _check_upgrade(before: str, after: str) -> None:
+    """Airflow upgrades in place, as on MWAA; it never goes back, since its metadata has
+    been migrated (a new environment can run the older version)."""
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+    if key(after) < key(before):
+        raise ValidationException(
+            f"Airflow can't be downgraded in place from {before} to {after}: the "
+            f"environment's metadata is migrated to {before}. Create a new environment to "
+            f"run {after}.")
 
 
 def _check_relative_path(member: str, path: str) -> None:
