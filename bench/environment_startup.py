@@ -41,13 +41,17 @@ SPEC = {"ExecutionRoleArn": "arn:aws:iam::000000000000:role/airflow",
         "NetworkConfiguration": {}}
 
 
-def through_airgate(home: Path, name: str,
-                    sandbox: str = "auto") -> tuple[float, dict[str, float]]:
+def through_airgate(home: Path, name: str, sandbox: str = "auto",
+                    version: str | None = None) -> tuple[float, dict[str, float]]:
     (home / "buckets" / "bench" / "dags").mkdir(parents=True, exist_ok=True)
+    if version is not None:  # an installed runtime, shared by the runs (not timed here)
+        (home / "runtimes").mkdir(parents=True, exist_ok=True)
+        (home / "runtimes" / version).symlink_to(RUNTIMES / version)
     with running_airgate(home, runtime_factory=local_runtime, sandbox=sandbox) as server:
         mwaa = server.client()
         started = time.perf_counter()
-        mwaa.create_environment(Name=name, **SPEC)
+        mwaa.create_environment(Name=name, **SPEC,
+                                **({"AirflowVersion": version} if version else {}))
         while (status := mwaa.get_environment(Name=name)["Environment"]["Status"]) != "AVAILABLE":
             if status.endswith("FAILED"):
                 raise RuntimeError(mwaa.get_environment(Name=name)["Environment"]["LastUpdate"])
@@ -58,6 +62,26 @@ def through_airgate(home: Path, name: str,
         assert isinstance(runtime, LocalRuntime)
         memory = tree_memory(runtime.pids(name).values())
     return elapsed, memory
+
+
+# Airflow runtimes other than airgate's own, installed once for every benchmark run.
+RUNTIMES = Path(tempfile.gettempdir()) / "airgate-bench-runtimes"
+
+
+def install_runtime(version: str) -> float | None:
+    """Install `version`'s runtime where the runs share it; the seconds it took, or None if
+    it was there already."""
+    from airgate.environments.versions import AirflowRuntimes
+    from airgate.server import default_airflow_version
+
+    runtimes = AirflowRuntimes(RUNTIMES.parent / "airgate-bench-home", default_airflow_version())
+    if (RUNTIMES / version / "ready").exists():
+        return None
+    started = time.perf_counter()
+    runtimes.interpreter(version)
+    RUNTIMES.mkdir(parents=True, exist_ok=True)
+    (runtimes.folder(version)).rename(RUNTIMES / version)
+    return time.perf_counter() - started
 
 
 def directly(root: Path) -> float:
@@ -120,20 +144,27 @@ def main() -> None:
     parser.add_argument("--sandbox", choices=["auto", "off"], default="auto",
                         help="environment isolation for the airgate side (off: to measure "
                         "what the sandbox costs)")
+    parser.add_argument("--airflow-version", help="another Airflow version than airgate's "
+                        "own (e.g. 2.10.3): its runtime is installed once, first, and the "
+                        "comparison with Airflow started directly is left out")
     args = parser.parse_args()
+    version = args.airflow_version
+    install_seconds = install_runtime(version) if version else None
     airgate_times, direct_times, memories = [], [], []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as scratch:
             seconds, memory = through_airgate(Path(scratch) / "home", f"bench-{run}",
-                                              args.sandbox)
+                                              args.sandbox, version)
             airgate_times.append(seconds)
             memories.append(memory)
-        with tempfile.TemporaryDirectory() as scratch:
-            direct_times.append(directly(Path(scratch)))
-        print(f"run {run + 1}: airgate {airgate_times[-1]:.1f} s, direct "
-              f"{direct_times[-1]:.1f} s", flush=True)
+        if version is None:
+            with tempfile.TemporaryDirectory() as scratch:
+                direct_times.append(directly(Path(scratch)))
+        print(f"run {run + 1}: airgate {airgate_times[-1]:.1f} s"
+              + (f", direct {direct_times[-1]:.1f} s" if direct_times else ""), flush=True)
 
-    a, d = statistics.median(airgate_times), statistics.median(direct_times)
+    a = statistics.median(airgate_times)
+    d = statistics.median(direct_times) if direct_times else float("nan")
     rss = statistics.median(m["rss_mib"] for m in memories)
     pss = statistics.median(m["pss_mib"] for m in memories)
     print()
@@ -142,14 +173,20 @@ def main() -> None:
     print(f"| {'measure':<44} | {'value':>10} |")
     print(f"| {'-' * 44} | {'-' * 10}:|")
     print(f"| {'CreateEnvironment -> AVAILABLE (airgate), s':<44} | {a:>10.1f} |")
-    print(f"| {'migrate + start + healthy (direct), s':<44} | {d:>10.1f} |")
-    print(f"| {'ratio airgate / direct':<44} | {a / d:>10.2f} |")
+    if direct_times:
+        print(f"| {'migrate + start + healthy (direct), s':<44} | {d:>10.1f} |")
+        print(f"| {'ratio airgate / direct':<44} | {a / d:>10.2f} |")
+    if install_seconds is not None:
+        print(f"| {f'Airflow {version} runtime install (first use), s':<44} | "
+              f"{install_seconds:>10.1f} |")
     print(f"| {'idle environment RSS, MiB (shared counted)':<44} | {rss:>10.0f} |")
     print(f"| {'idle environment PSS, MiB (shared split)':<44} | {pss:>10.0f} |")
     print(f"| {'target: AVAILABLE under 20 s':<44} | {'met' if a < 20 else 'NOT MET':>10} |")
     if args.json:
         args.json.write_text(json.dumps({
-            "airgate_seconds": a, "direct_seconds": d, "ratio": a / d,
+            "airflow_version": version or "default", "runtime_install_seconds": install_seconds,
+            "airgate_seconds": a, "direct_seconds": d if direct_times else None,
+            "ratio": a / d if direct_times else None,
             "environment_rss_mib": rss, "environment_pss_mib": pss,
             "runs": {"airgate": airgate_times, "direct": direct_times}}, indent=2))
 

@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 BENCH = Path(__file__).resolve().parent
+AIRFLOW_2 = "2.10.3"  # the Airflow 2 measured beside airgate's own Airflow 3
 
 
 def run_benchmark(script: str, *args: str) -> dict[str, Any]:
@@ -119,9 +120,25 @@ def table(figures: dict[str, Any]) -> list[Row]:
          f"{gateway['airgate_idle_rss_mib']:.0f} / {gateway['airgate_load_rss_mib']:.0f}", ""),
         ("one idle environment RSS / PSS, MiB",
          f"{startup['environment_rss_mib']:.0f} / {startup['environment_pss_mib']:.0f}", ""),
+        *airflow_2_rows(figures.get("environment_startup_airflow2")),
         ("trivial upstream inside the InvokeRestApi run: added p50, ms / req/s",
          f"{trivial['added_p50']:.3f} / {trivial['per_second']:.0f}", ""),
     ]
+
+
+def airflow_2_rows(startup: dict[str, Any] | None) -> list[Row]:
+    """An Airflow 2 environment beside the Airflow 3 one (its runtime installed first)."""
+    if startup is None:
+        return []
+    rows: list[Row] = [
+        (f"Airflow {AIRFLOW_2}: CreateEnvironment -> AVAILABLE, s",
+         f"{startup['airgate_seconds']:.1f}", ""),
+        (f"Airflow {AIRFLOW_2}: one idle environment RSS / PSS, MiB",
+         f"{startup['environment_rss_mib']:.0f} / {startup['environment_pss_mib']:.0f}", "")]
+    if startup.get("runtime_install_seconds") is not None:
+        rows.append((f"Airflow {AIRFLOW_2}: runtime install on first use, s",
+                     f"{startup['runtime_install_seconds']:.0f}", ""))
+    return rows
 
 
 def print_rows(rows: list[Row]) -> None:
@@ -153,6 +170,8 @@ def main() -> None:
         "invoke_rest_api": lambda: repeated("invoke_rest_api.py"),
         "event_storm": lambda: repeated("event_storm.py"),
         "environment_startup": lambda: run_benchmark("environment_startup.py", "--runs", runs),
+        "environment_startup_airflow2": lambda: run_benchmark(
+            "environment_startup.py", "--runs", runs, "--airflow-version", AIRFLOW_2),
     }
     for name, step in steps.items():
         figures[name] = step()
