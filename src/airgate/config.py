@@ -14,8 +14,6 @@ DEFAULT_PORT = 8420
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "000000000000"
 DEFAULT_REST_API_TIMEOUT = 10.0
-DEFAULT_REST_API_CONCURRENCY = 4
-DEFAULT_REST_API_RATE = 50.0  # about 40% of what the api-server takes: room for the UI
 DEFAULT_REST_API_BURST = 50
 
 
@@ -47,13 +45,15 @@ class Settings:
     # A PostgreSQL server for the environments' Airflow metadata (one database each);
     # None: SQLite in each environment's AIRFLOW_HOME.
     airflow_database_url: str | None = None
-    # InvokeRestApi: how long Airflow may take, and admission per environment. Sized from
-    # bench/invoke_rest_api.py: one api-server here peaks at 110-130 list calls/s with 2
-    # callers; more callers only queue (p99 ~55 ms at 4, 400+ ms at 8) and 32 stall it.
+    # InvokeRestApi: how long Airflow may take, and admission per environment
+    # (mwaa/admission.py): an in-flight limit learned from Airflow's latency, under the
+    # operator's optional ceilings (calls in flight, new calls per second with a burst);
+    # `rest_api_adaptive=False` fixes the limit at `rest_api_concurrency` instead.
     rest_api_timeout: float = DEFAULT_REST_API_TIMEOUT
-    rest_api_concurrency: int = DEFAULT_REST_API_CONCURRENCY
-    rest_api_rate: float = DEFAULT_REST_API_RATE
+    rest_api_concurrency: int | None = None
+    rest_api_rate: float | None = None
     rest_api_burst: int = DEFAULT_REST_API_BURST
+    rest_api_adaptive: bool = True
     # Airflow 3 versions offered besides the one installed with airgate (own virtualenvs).
     extra_airflow_versions: tuple[str, ...] = ()
     # HTTPS for the API and every environment's front, from a local CA (airgate.tls).
@@ -140,11 +140,14 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         account_id=env.get("AIRGATE_ACCOUNT_ID", DEFAULT_ACCOUNT_ID),
         database_url=env.get("AIRGATE_DATABASE_URL") or None,
         airflow_database_url=env.get("AIRGATE_AIRFLOW_DATABASE_URL") or None,
-        rest_api_timeout=_number(env, "AIRGATE_REST_API_TIMEOUT", DEFAULT_REST_API_TIMEOUT),
-        rest_api_concurrency=int(_number(env, "AIRGATE_REST_API_CONCURRENCY",
-                                         DEFAULT_REST_API_CONCURRENCY)),
-        rest_api_rate=_number(env, "AIRGATE_REST_API_RATE", DEFAULT_REST_API_RATE),
-        rest_api_burst=int(_number(env, "AIRGATE_REST_API_BURST", DEFAULT_REST_API_BURST)),
+        rest_api_timeout=_number(env, "AIRGATE_REST_API_TIMEOUT", DEFAULT_REST_API_TIMEOUT)
+        or DEFAULT_REST_API_TIMEOUT,
+        rest_api_concurrency=_optional_whole(env, "AIRGATE_REST_API_CONCURRENCY"),
+        rest_api_rate=_number(env, "AIRGATE_REST_API_RATE", None),
+        rest_api_burst=int(_number(env, "AIRGATE_REST_API_BURST", DEFAULT_REST_API_BURST)
+                           or DEFAULT_REST_API_BURST),
+        rest_api_adaptive=env.get("AIRGATE_REST_API_ADAPTIVE", "1").lower()
+        not in ("0", "false", "no"),
         extra_airflow_versions=tuple(
             v.strip() for v in env.get("AIRGATE_AIRFLOW_VERSIONS", "").split(",") if v.strip()),
         tls=env.get("AIRGATE_TLS", "").lower() in ("1", "true", "yes"),
@@ -169,7 +172,12 @@ def _port(text: str) -> int:
         raise ConfigError(f"AIRGATE_PORT must be a number, got {text!r}") from None
 
 
-def _number(env: dict[str, str], name: str, default: float) -> float:
+def _optional_whole(env: dict[str, str], name: str) -> int | None:
+    value = _number(env, name, None)
+    return None if value is None else int(value)
+
+
+def _number(env: dict[str, str], name: str, default: float | None) -> float | None:
     text = env.get(name)
     if not text:
         return default

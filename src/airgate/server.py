@@ -155,7 +155,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     rest_api = (RestApiProxy(runtime, timeout=settings.rest_api_timeout)
                 if isinstance(runtime, Endpoints) else None)
     admission = Admission(settings.rest_api_concurrency, settings.rest_api_rate,
-                          settings.rest_api_burst)
+                          settings.rest_api_burst, adaptive=settings.rest_api_adaptive)
     tls = ensure_certificates(settings.tls_dir, settings.host) if settings.tls else None
     fronts = None
     if isinstance(runtime, LocalRuntime):

@@ -26,7 +26,7 @@ def admitted(admission: Admission, environment: str = "a") -> bool:
 
 def test_a_burst_is_admitted_then_the_rate_applies() -> None:
     clock = Clock()
-    admission = Admission(concurrency=100, rate=10.0, burst=5, clock=clock)
+    admission = Admission(adaptive=False, max_concurrency=100, rate=10.0, burst=5, clock=clock)
     assert [admitted(admission) for _ in range(7)] == [True] * 5 + [False] * 2
     clock.now += 0.15  # one call's worth at 10/s, and half of the next
     assert [admitted(admission) for _ in range(2)] == [True, False]
@@ -35,7 +35,7 @@ def test_a_burst_is_admitted_then_the_rate_applies() -> None:
 
 
 def test_calls_in_flight_are_bounded_and_released() -> None:
-    admission = Admission(concurrency=2, rate=1000.0, burst=1000, clock=Clock())
+    admission = Admission(adaptive=False, max_concurrency=2, rate=1000.0, burst=1000, clock=Clock())
     with admission.admit("a"), admission.admit("a"):
         assert not admitted(admission)
         assert admitted(admission, "b")  # another environment has its own slots
@@ -43,14 +43,14 @@ def test_calls_in_flight_are_bounded_and_released() -> None:
 
 
 def test_a_failing_call_gives_its_slot_back() -> None:
-    admission = Admission(concurrency=1, rate=1000.0, burst=1000, clock=Clock())
+    admission = Admission(adaptive=False, max_concurrency=1, rate=1000.0, burst=1000, clock=Clock())
     with pytest.raises(RuntimeError), admission.admit("a"):
         raise RuntimeError("Airflow went away")
     assert admitted(admission)
 
 
 def test_the_refusal_is_a_throttling_error_with_http_429() -> None:
-    admission = Admission(concurrency=1, rate=1.0, burst=1, clock=Clock())
+    admission = Admission(adaptive=False, max_concurrency=1, rate=1.0, burst=1, clock=Clock())
     admitted(admission)
     with pytest.raises(ThrottlingException) as refused, admission.admit("a"):
         pass

@@ -1,52 +1,141 @@
-"""Admission control per environment, so that a burst of callers can't push an Airflow API
-server into multi-second latencies or errors.
+"""Admission control per environment: let through what its Airflow can take, no more.
 
-Two limits: calls in flight at once, and new calls per second (a token bucket whose size is
-the burst allowed). A call over either limit is refused at once with ThrottlingException
-(HTTP 429), which botocore's standard and adaptive retry modes retry with backoff, so the
-excess is spread out by the callers instead of queueing inside the gateway. Used only from
-the event loop, so no locking is needed.
+Each environment's in-flight limit is learned from what its api-server answers, in the
+manner of TCP Vegas (and Netflix's concurrency-limits): the lowest latency seen recently is
+what a call costs with nothing queued; from each call's latency the limiter estimates how
+many calls were queued inside Airflow (limit x (1 - lowest / latency)) and raises the limit
+while that queue stays short, lowers it when it grows, and lowers it at once when Airflow
+fails (a 5xx, no answer in time). A call over the limit is refused at once with
+ThrottlingException (HTTP 429), which botocore's standard and adaptive retry modes retry with
+backoff, so the excess waits with the callers, not inside Airflow, and Airflow's own latency
+(its UI, its scheduler's calls) stays near what it is unloaded.
+
+The operator may add fixed ceilings: calls in flight (AIRGATE_REST_API_CONCURRENCY) and new
+calls per second (AIRGATE_REST_API_RATE, a token bucket with AIRGATE_REST_API_BURST). Used
+only from the event loop, so no locking is needed.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from airgate.errors import ThrottlingException
+from airgate.errors import RestApiServerException, ThrottlingException
+
+INITIAL_LIMIT = 4.0  # one api-server here peaks at 2 to 4 callers (bench/invoke_rest_api.py)
+MIN_LIMIT = 1.0
+MAX_LIMIT = 64.0
+# Calls queued inside Airflow that the limiter aims between (a short queue keeps Airflow
+# busy without making every call, the UI's included, wait behind others).
+QUEUE_LOW = 1.0
+QUEUE_HIGH = 3.0
+# How often the lowest latency is forgotten and learned again (Airflow's cost per call
+# changes as its database grows), in calls.
+RELEARN_EVERY = 500
+SMOOTHING = 0.2  # how much one call's latency moves the running estimate
 
 
 @dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    updated: float
+class AdaptiveLimit:
+    """One environment's in-flight limit, learned from latency and failures."""
+
+    limit: float = INITIAL_LIMIT
+    floor: float = MIN_LIMIT
+    ceiling: float = MAX_LIMIT
+    lowest: float | None = None  # seconds: a call's latency with nothing queued
+    latency: float | None = None  # seconds: recent calls' latency, smoothed
+    samples: int = 0
+
+    def record(self, seconds: float, in_flight: int, failed: bool) -> None:
+        """One finished call: how long it took, how many were in flight when it started
+        (itself included), and whether Airflow failed it."""
+        self.samples += 1
+        if failed:
+            self.limit = max(self.floor, self.limit * 0.75)
+            return
+        if self.lowest is None or seconds < self.lowest or self.samples % RELEARN_EVERY == 0:
+            self.lowest = seconds
+        self.latency = seconds if self.latency is None else (
+            (1 - SMOOTHING) * self.latency + SMOOTHING * seconds)
+        if in_flight < self.limit / 2:
+            return  # the limit isn't what holds callers back: no evidence either way
+        queued = self.limit * (1 - self.lowest / self.latency) if self.latency > 0 else 0.0
+        step = max(1.0, math.log10(self.limit))
+        if queued < QUEUE_LOW:
+            self.limit = min(self.ceiling, self.limit + step)
+        elif queued > QUEUE_HIGH:
+            self.limit = max(self.floor, self.limit - step)
+
+
+@dataclass(slots=True)
+class _Environment:
+    limit: AdaptiveLimit
     in_flight: int = 0
+    tokens: float = 0.0
+    updated: float = 0.0
 
 
 @dataclass(slots=True)
 class Admission:
-    concurrency: int
-    rate: float  # new calls per second, sustained
-    burst: int  # new calls allowed at once after a quiet period
+    """Per environment: an adaptive in-flight limit, and the operator's optional ceilings."""
+
+    max_concurrency: int | None = None  # a ceiling on the learned limit
+    rate: float | None = None  # new calls per second, sustained (None: no rate ceiling)
+    burst: int = 50  # new calls allowed at once after a quiet period, with `rate`
+    adaptive: bool = True  # False: the limit is max_concurrency (or the initial limit)
     clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _environments: dict[str, _Environment] = field(default_factory=dict)
+
+    def limit_of(self, environment: str) -> float:
+        """The environment's current in-flight limit (for metrics and tests)."""
+        return self._state(environment).limit.limit
+
+    def in_flight(self, environment: str) -> int:
+        return self._state(environment).in_flight
 
     @contextmanager
     def admit(self, environment: str) -> Iterator[None]:
-        """Hold one of the environment's slots for the block, or ThrottlingException."""
+        """Hold one of the environment's slots for the block, or ThrottlingException. The
+        block's duration, and whether it failed with RestApiServerException (Airflow's 5xx,
+        or no answer in time), teach the limit."""
+        state = self._state(environment)
         now = self.clock()
-        bucket = self._buckets.get(environment)
-        if bucket is None:
-            bucket = self._buckets[environment] = _Bucket(tokens=float(self.burst), updated=now)
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
-        bucket.updated = now
-        if bucket.in_flight >= self.concurrency or bucket.tokens < 1.0:
+        if state.in_flight >= max(1, int(state.limit.limit)) or not self._take_token(state, now):
             raise ThrottlingException("Rate exceeded")
-        bucket.tokens -= 1.0
-        bucket.in_flight += 1
+        state.in_flight += 1
+        in_flight = state.in_flight
+        failed = False
         try:
             yield
+        except RestApiServerException:
+            failed = True
+            raise
         finally:
-            bucket.in_flight -= 1
+            state.in_flight -= 1
+            state.limit.record(self.clock() - now, in_flight, failed)
+
+    def _state(self, environment: str) -> _Environment:
+        state = self._environments.get(environment)
+        if state is None:
+            ceiling = float(self.max_concurrency) if self.max_concurrency else MAX_LIMIT
+            if self.adaptive:
+                limit = AdaptiveLimit(limit=min(INITIAL_LIMIT, ceiling), ceiling=ceiling)
+            else:
+                fixed = float(self.max_concurrency or INITIAL_LIMIT)
+                limit = AdaptiveLimit(limit=fixed, floor=fixed, ceiling=fixed)
+            state = self._environments[environment] = _Environment(
+                limit, tokens=float(self.burst), updated=self.clock())
+        return state
+
+    def _take_token(self, state: _Environment, now: float) -> bool:
+        if self.rate is None:
+            return True
+        state.tokens = min(float(self.burst), state.tokens + (now - state.updated) * self.rate)
+        state.updated = now
+        if state.tokens < 1.0:
+            return False
+        state.tokens -= 1.0
+        return True
