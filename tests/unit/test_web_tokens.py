@@ -96,3 +96,38 @@ def test_sessions_are_told_from_other_tokens_unchecked(tokens: EnvironmentTokens
     for token in (tokens.mint("cli", "prod", "user/a"),
                   tokens.mint("web-login", "prod", "user/a", "Op"), "not-a-token", ""):
         assert session_token_environment(token) is None
+
+
+FLASK_SESSION = "0b5e2ad0-5a4c-4a83-9a57-5f0c1b1ad6b2.Zx1y2z3w4v5u6t7s8r9q0p"
+
+
+def test_a_session_keeps_airflow_2s_flask_session_sealed(tokens: EnvironmentTokens,
+                                                         tmp_path: Path) -> None:
+    session = tokens.mint("session", "prod", "user/alice", "Op", now=NOW,
+                          airflow_session=FLASK_SESSION)
+    assert tokens.check(session, "session", "prod", now=NOW).airflow_session == FLASK_SESSION
+    # The browser holds it, but can't read it: not in the token, in any encoding.
+    claims = jwt.decode(session, options={"verify_signature": False})
+    assert FLASK_SESSION not in session and FLASK_SESSION not in str(claims)
+    assert FLASK_SESSION.split(".")[0] not in str(claims)
+    assert tokens.check(tokens.mint("session", "prod", "user/a", "Op"), "session",
+                        "prod").airflow_session is None
+
+    # Sealed to its own session: moved into another session (same secret), it is refused.
+    other = tokens.mint("session", "prod", "user/alice", "Op", now=NOW)
+    moved = jwt.encode({**jwt.decode(other, options={"verify_signature": False}),
+                        "fsid": claims["fsid"]}, tokens._secret, algorithm="HS256")
+    with pytest.raises(TokenRefused, match="not valid"):
+        tokens.check(moved, "session", "prod", now=NOW)
+
+
+def test_a_session_signed_in_again_keeps_its_end(tokens: EnvironmentTokens) -> None:
+    first = tokens.check(tokens.mint("session", "prod", "user/a", "Op", now=NOW,
+                                     principal_id="AIDA1"), "session", "prod", now=NOW)
+    again = tokens.mint("session", "prod", "user/a", "Op", now=NOW + 3600,
+                        principal_id="AIDA1", airflow_session="new",
+                        expires_at=first.expires_at)
+    renewed = tokens.check(again, "session", "prod", now=NOW + 3600)
+    assert (renewed.expires_at, renewed.issued_at, renewed.airflow_session) == (
+        NOW + SESSION_TTL, NOW + 3600, "new")
+    assert renewed.token_id != first.token_id

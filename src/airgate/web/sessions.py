@@ -1,7 +1,8 @@
 """One environment's web sessions: started by a web login, recognised on each request to the
 environment's front, and ended when signed out or when IAM no longer allows them.
 
-A session is a token of airgate/web/tokens.py (purpose `session`), never an Airflow token.
+A session is a token of airgate/web/tokens.py (purpose `session`), never an Airflow token
+(with Airflow 2 it carries, sealed, the Flask session airgate signed the user in with).
 Its identity is checked against IAM when it starts and again once per `review_interval`
 while it is used (airgate/web/review.py), for the request at hand: a deleted identity, one
 made again under the same name, or one whose policies no longer allow signing in with the
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +25,9 @@ REVIEW_INTERVAL = 300.0  # seconds a session goes on before its identity is chec
 # (IAM identity, Airflow role, source address, https) -> the identity's principal id if it
 # may be signed in to this environment with that role now (airgate/web/review.py), else None.
 SessionReview = Callable[[str, str, str, bool], str | None]
+# (IAM identity, Airflow role) -> what a new session keeps of signing in to Airflow (Airflow
+# 2's Flask session), or None (airgate/web/signin.py).
+AirflowSignInStep = Callable[[str, str], Awaitable[str | None]]
 _log = logging.getLogger("airgate.web")
 
 
@@ -48,17 +52,29 @@ class WebSessions:
         self._review = review
         self._reviewed: dict[str, tuple[float, float]] = {}  # session id: checked, expires
 
-    async def start(self, login: TokenClaims, source_ip: str, secure: bool) -> str:
+    async def start(self, login: TokenClaims, source_ip: str, secure: bool,
+                    sign_in_to_airflow: AirflowSignInStep | None = None) -> str:
         """A session for a checked web-login token's identity and Airflow role, if IAM
-        still allows it; SessionRefused otherwise. Store errors are raised as they are."""
+        still allows it (and then signed in to Airflow by `sign_in_to_airflow`, whose
+        errors are raised as they are); SessionRefused otherwise. Store errors are raised
+        as they are."""
         role = login.airflow_role or "Public"
         principal_id = await run_in_threadpool(self._review, login.identity, role,
                                                source_ip, secure)
         if principal_id is None:
             raise SessionRefused(f"{login.identity} may no longer sign in to environment "
                                  f"{self.environment} as {role}")
+        airflow_session = (None if sign_in_to_airflow is None
+                           else await sign_in_to_airflow(login.identity, role))
         return self._tokens.mint("session", self.environment, login.identity, role,
-                                 principal_id=principal_id)
+                                 principal_id=principal_id, airflow_session=airflow_session)
+
+    def renew(self, session: TokenClaims, airflow_session: str | None) -> str:
+        """The same session (identity, role, principal, end), signed in to Airflow again."""
+        return self._tokens.mint("session", self.environment, session.identity,
+                                 session.airflow_role, principal_id=session.principal_id,
+                                 airflow_session=airflow_session,
+                                 expires_at=session.expires_at)
 
     async def signed_in(self, presented: Presented, source_ip: str,
                         secure: bool) -> SignedIn:

@@ -7,19 +7,30 @@ seconds, as on MWAA, and web-login tokens work once; a session lasts 12 hours un
 ended sooner (signed out, or its identity no longer allowed). All are HMAC-signed JWTs under
 a secret kept in airgate's home: never a key any environment trusts, so none can be used as
 an Airflow token, and a token for one environment or purpose is refused for another.
+
+A session with Airflow 2 also carries the Flask session airgate's sign-in got from the
+environment's web server (`fsid`), encrypted (AES-GCM under a key derived from the same
+secret, bound to the session's audience and id): the browser holds it without being able to
+read it, so nothing but this environment's front can ever present it to Airflow.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jwt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from airgate.auth.secrets import write_private
 
@@ -45,6 +56,7 @@ class TokenClaims:
     token_id: str = ""
     issued_at: float = 0.0
     principal_id: str | None = None  # session: the IAM user's or role's id when signed in
+    airflow_session: str | None = None  # session, Airflow 2: its web server's Flask session
 
 
 class EnvironmentTokens:
@@ -52,6 +64,8 @@ class EnvironmentTokens:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._sealer = AESGCM(HKDF(hashes.SHA256(), 32, salt=None,
+                                   info=b"airgate web session: airflow session").derive(secret))
         # Ids of used web-login tokens and ended sessions, until they expire anyway.
         self._spent: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -64,14 +78,21 @@ class EnvironmentTokens:
 
     def mint(self, purpose: Purpose, environment: str, identity: str,
              airflow_role: str | None = None, now: float | None = None,
-             principal_id: str | None = None) -> str:
+             principal_id: str | None = None, airflow_session: str | None = None,
+             expires_at: float | None = None) -> str:
+        """A token; `expires_at` (a session signed in to Airflow again) keeps the end of the
+        session it replaces instead of starting a new lifetime."""
         issued = int(time.time() if now is None else now)
-        claims = {"iss": ISSUER, "aud": _audience(purpose, environment), "sub": identity,
-                  "iat": issued, "exp": issued + _LIFETIMES[purpose], "jti": uuid.uuid4().hex}
+        expires = issued + _LIFETIMES[purpose] if expires_at is None else int(expires_at)
+        claims: dict[str, Any] = {"iss": ISSUER, "aud": _audience(purpose, environment),
+                                  "sub": identity, "iat": issued, "exp": expires,
+                                  "jti": uuid.uuid4().hex}
         if airflow_role is not None:
             claims["role"] = airflow_role
         if principal_id is not None:
             claims["pid"] = principal_id
+        if airflow_session is not None:
+            claims["fsid"] = self._seal(airflow_session, claims)
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def check(self, token: str, purpose: Purpose, environment: str,
@@ -100,8 +121,10 @@ class EnvironmentTokens:
             self._spend(claims["jti"], claims["exp"], at)
         elif purpose == "session" and self._is_spent(claims["jti"], at):
             raise TokenRefused("The session has ended: sign in again")
+        sealed = claims.get("fsid")
         return TokenClaims(environment, claims["sub"], claims.get("role"), claims["exp"],
-                           claims["jti"], claims["iat"], claims.get("pid"))
+                           claims["jti"], claims["iat"], claims.get("pid"),
+                           None if sealed is None else self._open(sealed, claims))
 
     def end(self, session: TokenClaims) -> None:
         """End a session before it expires (signed out, or no longer allowed)."""
@@ -118,6 +141,23 @@ class EnvironmentTokens:
     def _is_spent(self, token_id: str, now: float) -> bool:
         with self._lock:
             return self._spent.get(token_id, 0) > now
+
+    def _seal(self, value: str, claims: dict[str, Any]) -> str:
+        nonce = secrets.token_bytes(12)
+        sealed = self._sealer.encrypt(nonce, value.encode(), _bound_to(claims))
+        return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def _open(self, sealed: Any, claims: dict[str, Any]) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(str(sealed))
+            return self._sealer.decrypt(raw[:12], raw[12:], _bound_to(claims)).decode()
+        except (binascii.Error, ValueError, InvalidTag):
+            raise TokenRefused("The token is not valid") from None
+
+
+def _bound_to(claims: dict[str, Any]) -> bytes:
+    """What a sealed value belongs to: one session of one environment."""
+    return f"{claims['aud']} {claims['jti']}".encode()
 
 
 def session_token_environment(token: str) -> str | None:
