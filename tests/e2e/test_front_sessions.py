@@ -1,5 +1,6 @@
 """Web sessions at environments' fronts, against a recording stand-in for Airflow (the real
-Airflow and a real browser are in test_environment_front.py):
+Airflow and a real browser are in test_environment_front.py, and for Airflow 2 in
+test_airflow2_login.py). Environments blue and green run Airflow 3, red Airflow 2:
 
 - a web login sets an opaque session, never an Airflow token, and Airflow gets a fresh
   short-lived token for the session on each request;
@@ -7,6 +8,8 @@ Airflow and a real browser are in test_environment_front.py):
   (browsers send every port of a host the same cookies) never reaches its Airflow, and
   Airflow can neither plant airgate's cookies nor hand the browser a JWT;
 - signing out in Airflow ends the session;
+- with Airflow 2, the front signs the user in to Airflow and keeps Airflow's Flask session
+  inside airgate's: the browser (and MWAA's clients, under `session`) hold only airgate's;
 - a session whose identity is deleted or no longer allowed ends at its next check;
 - the login form is refused when posted from another site's page (login CSRF);
 - forwarded headers decide the source address only from a named proxy.
@@ -18,10 +21,12 @@ import datetime
 import http.server
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
@@ -51,8 +56,12 @@ SIGNED_OUT = '_token=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Max-Ag
 
 class Airflow(http.server.ThreadingHTTPServer):
     """Stands in for every environment's Airflow: records what reaches it; answers
-    /api/v2/auth/logout as Airflow does (clearing `_token`), /cookies with cookies that
-    must not reach the browser, anything else with {}."""
+    /api/v2/auth/logout as Airflow 3 does (clearing `_token`), /cookies with cookies that
+    must not reach the browser, and as Airflow 2's web server does (Flask-Session's
+    `session` cookie, set again on every answer) POST /airgate/login (a new Flask session
+    for a valid assertion, as airgate_airflow2.api_auth does), /logout/ (a redirect, the
+    session kept), /trigger (a redirect to its own address) and /flask-cleared (the
+    session deleted); anything else with {}."""
 
     daemon_threads = True
 
@@ -60,6 +69,10 @@ class Airflow(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.own_key = own_key  # blue's Airflow's own signing key
         self.received: list[tuple[str, dict[str, str]]] = []
+        self.keys: dict[str, SigningKey] = {}  # airgate's, that Airflow 2 checks assertions with
+        self.assertions: list[dict[str, Any]] = []  # the claims of those it accepted
+        self.flask_sessions: list[str] = []  # the Flask sessions it started, in order
+        self.refuse_sign_in = False
 
     @property
     def url(self) -> str:
@@ -75,6 +88,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.received.append((self.path, {k.lower(): v for k, v in
                                                  self.headers.items()}))
+        if self.path in ("/airgate/login", "/logout/", "/flask-cleared", "/trigger") or (
+                "session=" in self.headers.get("Cookie", "")):
+            self._airflow_2()
+            return
         if self.path == "/api/v2/auth/logout":
             self.send_response(307)
             self.send_header("Location", "/auth/login")
@@ -92,8 +109,43 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"{}")
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)
+                                             ).decode())
         self.do_GET()
+
+    def _airflow_2(self) -> None:
+        cookie = self.headers.get("Cookie", "")
+        sid = cookie.partition("session=")[2].partition(";")[0]
+        if self.path == "/airgate/login":
+            assertion = self.form.get("assertion", [""])[0]
+            environment = jwt.decode(assertion, options={"verify_signature": False})[
+                "aud"].rsplit(":", 1)[-1]
+            claims = verify(assertion, self.server.keys[environment], environment)
+            if self.server.refuse_sign_in or claims.get("purpose") != "web-login":
+                self._answer(401)
+                return
+            self.server.assertions.append(claims)
+            sid = f"{uuid.uuid4()}.flask-signature"
+            self.server.flask_sessions.append(sid)
+            self._answer(302, Location="/home", **{"Set-Cookie": _flask_cookie(sid)})
+        elif self.path == "/logout/":
+            self._answer(302, Location="/", **{"Set-Cookie": _flask_cookie(sid)})
+        elif self.path == "/trigger":  # Airflow 2 makes it absolute from the Host it got
+            self._answer(302, Location=f"{self.server.url}/dags/x/grid?run=1",
+                         **{"Set-Cookie": _flask_cookie(sid)})
+        elif self.path == "/flask-cleared":
+            self._answer(200, **{"Set-Cookie": "session=; Expires=Thu, 01 Jan 1970 "
+                                               "00:00:00 GMT; Max-Age=0; Path=/"})
+        else:
+            self._answer(200, **{"Set-Cookie": _flask_cookie(sid)})
+
+    def _answer(self, status: int, **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -122,10 +174,10 @@ class World:
         self.identities.put_inline_policy("user", name, "web", json.dumps(
             {"Version": "2012-10-17", "Statement": list(statements)}))
 
-    def sign_in(self, environment: str, identity: str, role: str,
+    def sign_in(self, environment: str, identity: str, role: str, path: str = LOGIN,
                 **headers: str) -> httpx.Response:
         token = self.tokens.mint("web-login", environment, identity, role)
-        return httpx.post(self.url(environment, LOGIN), data={"token": token},
+        return httpx.post(self.url(environment, path), data={"token": token},
                           headers=headers)
 
     def session(self, environment: str, identity: str, role: str) -> str:
@@ -167,12 +219,15 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         environments = EnvironmentStore(db, generations)
         airflow = Airflow(home / "blue-own.pem")
         threading.Thread(target=airflow.serve_forever, daemon=True).start()
+        specs: dict[str, dict[str, str]] = {"blue": {}, "green": {},  # the default: 3.x
+                                            "red": {"AirflowVersion": "2.10.3"}}
         keys = {env: SigningKey.load_or_create(home / f"{env}.pem", "airgate")
-                for env in ("blue", "green")}
+                for env in specs}
+        airflow.keys = keys
         ports = {env: free_port() for env in keys}
         now = datetime.datetime.now(datetime.UTC)
-        for env in keys:
-            environments.create(env, {}, {}, now, "test")
+        for env, spec in specs.items():
+            environments.create(env, spec, {}, now, "test")
             environments.transition(env, allowed_from=None, status="AVAILABLE")
         tokens = EnvironmentTokens.load_or_create(home / "web-tokens.key")
         reviews: list[str] = []
@@ -200,6 +255,11 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         fronts.close()
         airflow.shutdown()
         db.close()
+
+
+def _flask_cookie(sid: str) -> str:
+    return (f"session={sid}; Expires=Thu, 03 Dec 2026 08:00:00 GMT; HttpOnly; Path=/; "
+            "SameSite=Lax")
 
 
 def _no_cli(name: str, argv: list[str], timeout: float) -> Any:
@@ -455,3 +515,191 @@ def test_a_front_believes_forwarded_headers_only_from_a_named_proxy(
             assert (answer.status_code, answer.json()) == (401, {
                 "error": f"Can't sign in: {identity} may no longer sign in to environment "
                          "blue as Op"})
+
+
+# --- Airflow 2: Airflow's Flask session, kept inside airgate's -------------------------------
+
+AIRFLOW_2_LOGIN = "/aws_mwaa/login"
+
+
+def red_session(world: World, name: str = "op", role: str = "Op") -> tuple[str, str]:
+    """A web login to red (Airflow 2): airgate's session, and the Flask session Airflow
+    started for it."""
+    identity = world.user(name, web_login("red", role))
+    answer = world.sign_in("red", identity, role, AIRFLOW_2_LOGIN)
+    assert answer.status_code == 200, answer.text
+    return answer.cookies["session"], world.airflow.flask_sessions[-1]
+
+
+def test_an_airflow_2_login_signs_in_to_airflow_and_keeps_its_session_inside(
+        make_world: Callable[..., World]) -> None:
+    world = make_world()
+    op = world.user("op", web_login("red", "Op"))
+    answer = world.sign_in("red", op, "Op", AIRFLOW_2_LOGIN)
+    assert answer.status_code == 200, answer.text
+    session = answer.cookies["session"]
+    # Where MWAA's clients read it (`session`), and the environment's own cookie: the same
+    # airgate session, never Airflow's.
+    assert set_cookies(answer) == [f"airgate.session.red={session}; Path=/; HttpOnly; "
+                                   "SameSite=Lax",
+                                   f"session={session}; Path=/; HttpOnly; SameSite=Lax"]
+    flask_session = world.airflow.flask_sessions[-1]
+    assert session != flask_session and flask_session.split(".")[0] not in str(
+        jwt.decode(session, options={"verify_signature": False}))
+    # Airflow signed the user in from a 30-second assertion, airgate's, for red only.
+    (claims,) = world.airflow.assertions
+    assert (claims["sub"], claims["role"], claims["purpose"], claims["exp"] - claims["iat"]
+            ) == ("user/op", "OP", "web-login", 30)
+    login_request = next(h for path, h in world.airflow.received if path == "/airgate/login")
+    assert "cookie" not in login_request and "authorization" not in login_request
+
+    # Each request carries Airflow's Flask session, from either cookie; Airflow setting it
+    # again never reaches the browser.
+    for cookie in (f"theme=dark; session={session}", f"theme=dark; airgate.session.red="
+                                                     f"{session}"):
+        page = world.get("red", "/home", Cookie=cookie)
+        assert (page.status_code, set_cookies(page)) == (200, [])
+        assert world.airflow.last()["cookie"] == f"theme=dark; session={flask_session}"
+    # A session sent as Bearer (not a browser) gets an API token, as InvokeRestApi's.
+    world.get("red", "/api/v1/dags", Authorization=f"Bearer {session}")
+    received = world.airflow.last()
+    assert "cookie" not in received
+    bearer = verify(received["authorization"].removeprefix("Bearer "), world.keys["red"],
+                    "red")
+    assert (bearer["sub"], bearer["role"], bearer.get("purpose")) == ("user/op", "OP", None)
+
+
+def test_the_sso_page_posts_to_the_versions_own_login_path(
+        make_world: Callable[..., World]) -> None:
+    world = make_world()
+    for environment, action in (("red", AIRFLOW_2_LOGIN), ("blue", LOGIN)):
+        page = world.get(environment, "/aws_mwaa/aws-console-sso?login=true")
+        assert page.status_code == 200 and f'action="{action}"' in page.text
+
+
+def test_airflow_2s_sign_in_route_is_never_reached_through_a_front(
+        make_world: Callable[..., World]) -> None:
+    world = make_world()
+    session, _ = red_session(world)
+    seen = len(world.airflow.received)
+    for environment in ("red", "blue"):
+        for path in ("/airgate/login", "//airgate/login", "/airgate/%6Cogin",
+                     "/./airgate/login/"):
+            answer = httpx.post(world.url(environment, path), data={"assertion": "x"},
+                                headers={"Cookie": f"session={session}"})
+            assert (answer.status_code, answer.json()) == (404, {"error": "Not found"})
+    assert len(world.airflow.received) == seen
+
+
+def test_airflow_2_and_3_fronts_strip_each_others_sessions(
+        make_world: Callable[..., World]) -> None:
+    world = make_world()
+    op = world.user("op", web_login("red", "Op"), web_login("blue", "Op"))
+    red = world.sign_in("red", op, "Op", AIRFLOW_2_LOGIN).cookies["session"]
+    flask_session = world.airflow.flask_sessions[-1]
+    blue = world.session("blue", op, "Op")
+
+    # A browser signed in to both: blue (3.x) gets its own token, nothing of red's.
+    world.get("blue", "/api/v2/dags", Cookie=(
+        f"session={red}; airgate.session.red={red}; session={flask_session}; "
+        f"airgate.session.blue={blue}; a=1"))
+    cookie = world.airflow.last()["cookie"]
+    assert cookie.startswith("a=1; _token=") and "session" not in cookie
+    # Red (2.x) gets its Flask session, nothing of blue's (nor a raw Flask session).
+    world.get("red", "/home", Cookie=(
+        f"airgate.session.blue={blue}; _token={blue}; session={flask_session}; "
+        f"session={red}; a=1"))
+    assert world.airflow.last()["cookie"] == f"a=1; session={flask_session}"
+    # Not signed in to red: the raw Flask session, as a browser would never have it, and
+    # blue's session under `session` are taken out; nothing put in.
+    world.get("red", "/home", Cookie=f"session={flask_session}; session={blue}; a=1")
+    assert world.airflow.last()["cookie"] == "a=1"
+    # Green's front (3.x, not signed in) passes on neither.
+    world.get("green", "/api/v2/dags", Cookie=f"session={red}; session={flask_session}; a=1")
+    assert world.airflow.last()["cookie"] == "a=1"
+
+
+@pytest.mark.parametrize("how", ["logout", "flask-cleared"])
+def test_signing_out_of_airflow_2_ends_the_session(make_world: Callable[..., World],
+                                                   how: str) -> None:
+    world = make_world()
+    session, _ = red_session(world)
+    if how == "logout":  # Flask-AppBuilder: a redirect, the Flask session kept
+        out = httpx.post(world.url("red", "/logout/"), data={"csrf_token": "t"},
+                         headers={"Cookie": f"session={session}"})
+        assert (out.status_code, out.headers["location"]) == (302, "/")
+    else:
+        out = world.get("red", "/flask-cleared", Cookie=f"session={session}")
+        assert out.status_code == 200
+    assert set_cookies(out) == [
+        "airgate.session.red=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        "session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"]
+    seen = len(world.airflow.received)
+    for again in ({"Cookie": f"session={session}"},
+                  {"Cookie": f"airgate.session.red={session}"},
+                  {"Authorization": f"Bearer {session}"}):
+        refused = world.get("red", "/home", **again)
+        assert (refused.status_code, refused.json()) == (401, {
+            "error": "Not signed in to environment red: The session has ended: sign in "
+                     "again"})
+    assert len(world.airflow.received) == seen
+
+
+def test_airflow_2s_password_page_is_never_shown(make_world: Callable[..., World]) -> None:
+    world = make_world()
+    seen = len(world.airflow.received)
+    for path in ("/login/", "/login/?next=%2Fhome", "/login"):
+        answer = world.get("red", path)
+        assert (answer.status_code, answer.headers["location"]) == (
+            302, "/aws_mwaa/aws-console-sso")
+    posted = httpx.post(world.url("red", "/login/"), data={"username": "admin",
+                                                          "password": "admin"})
+    assert (posted.status_code, posted.headers["location"]) == (
+        302, "/aws_mwaa/aws-console-sso")
+    assert len(world.airflow.received) == seen
+    # On Airflow 3 the front has no such page of its own.
+    assert world.get("blue", "/login/").status_code == 200
+    assert world.airflow.received[-1][0] == "/login/"
+
+
+def test_a_signed_in_browser_sent_to_login_is_signed_in_to_airflow_again(
+        make_world: Callable[..., World]) -> None:
+    """Airflow sends a browser to /login/ when it no longer knows its Flask session
+    (expired, deleted): the same airgate session gets a new one and goes on."""
+    world = make_world()
+    session, first = red_session(world)
+    claims = world.tokens.check(session, "session", "red")
+    again = world.get("red", "/login/?next=http%3A%2F%2F127.0.0.1%3A1%2Fdags%2Fx%2Fgrid"
+                             "%3Ftab%3Dgraph", Cookie=f"session={session}")
+    assert (again.status_code, again.headers["location"]) == (302, "/dags/x/grid?tab=graph")
+    renewed = again.cookies["session"]
+    assert set_cookies(again) == [
+        f"airgate.session.red={renewed}; Path=/; HttpOnly; SameSite=Lax",
+        f"session={renewed}; Path=/; HttpOnly; SameSite=Lax"]
+    second = world.airflow.flask_sessions[-1]
+    assert second != first
+    renewed_claims = world.tokens.check(renewed, "session", "red")
+    assert (renewed_claims.identity, renewed_claims.airflow_role, renewed_claims.expires_at,
+            renewed_claims.airflow_session) == (claims.identity, claims.airflow_role,
+                                                claims.expires_at, second)
+    world.get("red", "/home", Cookie=f"session={renewed}")
+    assert world.airflow.last()["cookie"] == f"session={second}"
+
+
+def test_an_airflow_2_login_airflow_refuses_starts_no_session(
+        make_world: Callable[..., World]) -> None:
+    world = make_world()
+    op = world.user("op", web_login("red", "Op"))
+    world.airflow.refuse_sign_in = True
+    refused = world.sign_in("red", op, "Op", AIRFLOW_2_LOGIN)
+    assert (refused.status_code, refused.json()) == (401, {
+        "error": "Can't sign in: the environment's Airflow refused to sign user/op in"})
+    assert set_cookies(refused) == []
+
+
+def test_airflow_2s_redirects_to_its_own_address_stay_on_the_front(
+        make_world: Callable[..., World]) -> None:
+    world = make_world()
+    session, _ = red_session(world)
+    answer = httpx.post(world.url("red", "/trigger"), headers={"Cookie": f"session={session}"})
+    assert (answer.status_code, answer.headers["location"]) == (302, "/dags/x/grid?run=1")

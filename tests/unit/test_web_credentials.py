@@ -11,7 +11,7 @@ from starlette.requests import cookie_parser
 
 from airgate.airflow.tokens import SigningKey
 from airgate.airflow.v3 import OWN_KEY_ID
-from airgate.web.credentials import answer_cookies, take_credentials
+from airgate.web.credentials import AnswerCookies, answer_cookies, take_credentials
 from airgate.web.tokens import EnvironmentTokens
 
 
@@ -81,7 +81,8 @@ def test_the_fresh_token_replaces_whatever_was_passed_on(tokens: dict[str, str])
     presented = take_credentials([(b"cookie", f"_token={tokens['green-own']}; a=1".encode()),
                                   (b"authorization",
                                    f"Bearer {tokens['green-own']}".encode())], "green")
-    cookies, authorization = airflow_view(presented.upstream(bearer="fresh", cookie="fresh"))
+    cookies, authorization = airflow_view(presented.upstream(bearer="fresh",
+                                                             cookies={"_token": "fresh"}))
     assert cookies == {"a": "1", "_token": "fresh"}
     assert authorization == "Bearer fresh"
 
@@ -91,5 +92,34 @@ def test_airflow_may_clear_its_token_but_not_set_one_or_airgates_cookies() -> No
     answer = answer_cookies([b"_token=eyJx.eyJy.z; Path=/; HttpOnly",
                              b"airgate.session.green=planted; Path=/", b"theme=dark",
                              cleared])
-    assert (answer.passed, answer.signed_out) == ([b"theme=dark", cleared], True)
-    assert answer_cookies([b"theme=dark"]).signed_out is False
+    assert (answer.passed, answer.cleared) == ([b"theme=dark", cleared], {"_token"})
+    assert answer_cookies([b"theme=dark"]).cleared == frozenset()
+
+
+def test_a_session_cookie_is_this_environments_session_or_nothing(
+        tokens: dict[str, str]) -> None:
+    """`session` is where MWAA's Airflow 2 clients keep a web login: at a front it counts
+    only as this environment's airgate session (after its own cookie), and never reaches
+    Airflow as it came, whatever it holds."""
+    raw_flask = "0b5e2ad0-5a4c-4a83-9a57-5f0c1b1ad6b2.Zx1y2z3w4v5u6t7s8r9q0p"
+    header = (f"session={tokens['blue-session']}; session={raw_flask}; "
+              f"session={tokens['green-session']}; theme=dark; "
+              f"airgate.session.green={tokens['green-session']}x")
+    presented = take_credentials([(b"cookie", header.encode())], "green")
+    assert presented.session_cookies == [tokens["green-session"] + "x",
+                                         tokens["green-session"]]
+    cookies, _ = airflow_view(presented.upstream())
+    assert cookies == {"theme": "dark"}
+    cookies, _ = airflow_view(presented.upstream(cookies={"session": "flask-sid.sig"}))
+    assert cookies == {"theme": "dark", "session": "flask-sid.sig"}
+
+
+def test_airflow_2s_session_cookie_never_reaches_the_browser() -> None:
+    issued = (b"session=0b5e2ad0.Zx1y; Expires=Wed, 02 Dec 2026 20:00:00 GMT; HttpOnly; "
+              b"Path=/; SameSite=Lax")
+    deleted = b"session=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/"
+    flask_deleted = b"session=; Expires=Thu, 01-Jan-1970 00:00:00 GMT; Path=/"
+    assert answer_cookies([issued, b"theme=dark"]) == AnswerCookies([b"theme=dark"],
+                                                                      frozenset())
+    for clearing in (deleted, flask_deleted):
+        assert answer_cookies([issued, clearing]) == AnswerCookies([], frozenset({"session"}))

@@ -6,13 +6,16 @@ every other environment's front on the same host, and whatever reaches an enviro
 Airflow can be read by the tenant code (plugins) running there. So nothing is passed on by
 default:
 
-- airgate's own cookies (`airgate.*`, among them each environment's session cookie) and
-  sessions sent as `Authorization: Bearer` never reach Airflow; the front checks this
-  environment's session and puts a short-lived Airflow token in their place;
+- airgate's own cookies (`airgate.*`, among them each environment's session cookie), a
+  `session` cookie (MWAA's name for an Airflow 2 web session: at airgate, the same airgate
+  session as `airgate.session.<ENV>`) and sessions sent as `Authorization: Bearer` never
+  reach Airflow; the front checks this environment's session and puts what the environment's
+  Airflow accepts in its place (airgate/web/signin.py);
 - a `_token` cookie or Bearer token reaches Airflow only if it is a JWT that this
   environment's Airflow issued for itself (its own sign-in page, or its /auth/token);
-- airgate's cookie names and `_token` values in Airflow's answers never reach the browser;
-  `_token` being cleared (Airflow's sign-out) is passed on and reported, to end the session.
+- airgate's cookie names, `session` and `_token` values in Airflow's answers never reach the
+  browser; `_token` being cleared (Airflow 3's sign-out) is passed on, and which of Airflow's
+  own cookies were cleared is reported, to end the session.
 
 Cookies are read as Starlette (Airflow's framework) reads them: `;`-separated `name=value`
 pairs, names and values stripped.
@@ -20,6 +23,7 @@ pairs, names and values stripped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.cookies import _unquote  # what Starlette (so Airflow) unquotes values with
 
@@ -30,6 +34,8 @@ from airgate.airflow.v3 import OWN_KEY_ID
 from airgate.web.tokens import session_token_environment
 
 AIRFLOW_COOKIE = "_token"  # where Airflow 3's UI and API look for the signed-in user's JWT
+# Airflow 2's Flask session cookie, and where MWAA's Airflow 2 clients read a web login.
+FLASK_SESSION_COOKIE = "session"
 AIRGATE_COOKIE_PREFIX = "airgate."
 
 
@@ -45,31 +51,33 @@ class Presented:
 
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # except Cookie
     cookies: list[str] = field(default_factory=list)  # `name=value` pairs to pass on
-    session_cookies: list[str] = field(default_factory=list)  # this environment's
+    # This environment's sessions: from its own cookie first, then from `session`.
+    session_cookies: list[str] = field(default_factory=list)
     bearer_session: str | None = None  # an airgate session as `Authorization: Bearer`
 
-    def upstream(self, bearer: str | None = None, cookie: str | None = None,
+    def upstream(self, bearer: str | None = None, cookies: Mapping[str, str] | None = None,
                  ) -> list[tuple[str, str]]:
         """The headers to send Airflow, with `bearer` as `Authorization: Bearer` and
-        `cookie` as the `_token` cookie (replacing any passed on) if given."""
+        `cookies` (name: value) replacing any cookie of the same name passed on."""
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
         if bearer is not None:
             headers = [(k, v) for k, v in headers if k != "authorization"]
             headers.append(("authorization", f"Bearer {bearer}"))
-        cookies = self.cookies
-        if cookie is not None:
-            cookies = [c for c in cookies if _cookie_name(c) != AIRFLOW_COOKIE]
-            cookies.append(f"{AIRFLOW_COOKIE}={cookie}")
+        passed = self.cookies
         if cookies:
-            headers.append(("cookie", "; ".join(cookies)))
+            passed = [c for c in passed if _cookie_name(c) not in cookies]
+            passed += [f"{name}={value}" for name, value in cookies.items()]
+        if passed:
+            headers.append(("cookie", "; ".join(passed)))
         return headers
 
 
 def take_credentials(headers: list[tuple[bytes, bytes]], environment: str) -> Presented:
     presented = Presented()
+    shared: list[str] = []  # sessions for this environment found under `session`
     for name, value in headers:
         if name == b"cookie":
-            _take_cookies(value.decode("latin-1"), environment, presented)
+            _take_cookies(value.decode("latin-1"), environment, presented, shared)
         elif name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             token = token.strip()
@@ -81,10 +89,12 @@ def take_credentials(headers: list[tuple[bytes, bytes]], environment: str) -> Pr
                 presented.headers.append((name, value))
         else:
             presented.headers.append((name, value))
+    presented.session_cookies += shared
     return presented
 
 
-def _take_cookies(header: str, environment: str, presented: Presented) -> None:
+def _take_cookies(header: str, environment: str, presented: Presented,
+                  shared: list[str]) -> None:
     own_session = session_cookie(environment)
     for pair in header.split(";"):
         name = _cookie_name(pair)
@@ -93,6 +103,11 @@ def _take_cookies(header: str, environment: str, presented: Presented) -> None:
             presented.session_cookies.append(value)
         elif name.startswith(AIRGATE_COOKIE_PREFIX):
             continue
+        elif name == FLASK_SESSION_COOKIE:
+            # Another environment's session, or a raw Flask session (which no front ever
+            # hands out): never passed on.
+            if session_token_environment(value) == environment:
+                shared.append(value)
         elif name == AIRFLOW_COOKIE:
             if issued_by_airflow_of(value, environment):
                 presented.cookies.append(pair.strip())
@@ -118,35 +133,44 @@ def _cookie_name(pair: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AnswerCookies:
-    """The Set-Cookie headers of Airflow's answer that may reach the browser, and whether
-    Airflow cleared its `_token` (signed the user out, or refused their token)."""
+    """The Set-Cookie headers of Airflow's answer that may reach the browser, and which of
+    Airflow's own sign-in cookies (`_token`, `session`) it cleared: signed the user out, or
+    refused what it was sent."""
 
     passed: list[bytes]
-    signed_out: bool
+    cleared: frozenset[str]
 
 
 def answer_cookies(set_cookies: list[bytes]) -> AnswerCookies:
     passed: list[bytes] = []
-    signed_out = False
+    cleared: set[str] = set()
     for header in set_cookies:
         text = header.decode("latin-1")
         pair, _, attributes = text.partition(";")
         name = _cookie_name(pair)
         if name.startswith(AIRGATE_COOKIE_PREFIX):
             continue
-        if name == AIRFLOW_COOKIE:
-            if not _clears(pair, attributes):
-                continue  # a JWT: never in the browser
-            signed_out = True
+        if name in (AIRFLOW_COOKIE, FLASK_SESSION_COOKIE):
+            clears = _clears(pair, attributes)
+            if clears:
+                cleared.add(name)
+            # A JWT, or a Flask session (kept inside airgate's session): never in the
+            # browser. Clearing `_token` is passed on; the browser's `session` is airgate's.
+            if name == FLASK_SESSION_COOKIE or not clears:
+                continue
         passed.append(header)
-    return AnswerCookies(passed, signed_out)
+    return AnswerCookies(passed, frozenset(cleared))
 
 
 def _clears(pair: str, attributes: str) -> bool:
+    """Whether a Set-Cookie deletes its cookie: no value, `Max-Age=0`, or an expiry in
+    1970 (how Flask deletes one)."""
     value = pair.partition("=")[2].strip()
-    max_age = [a.partition("=")[2].strip() for a in attributes.split(";")
-               if a.strip().lower().startswith("max-age")]
-    return value in ("", '""') or "0" in max_age
+    named = [a.strip().partition("=") for a in attributes.split(";")]
+    max_age = [v.strip() for k, _, v in named if k.strip().lower() == "max-age"]
+    expires = [v.strip() for k, _, v in named if k.strip().lower() == "expires"]
+    return (value in ("", '""') or "0" in max_age
+            or any("1970" in date for date in expires))
 
 
 def set_cookie(name: str, value: str, path: str, secure: bool, clear: bool = False) -> bytes:

@@ -24,14 +24,12 @@ from airgate.mwaa.rest_api import TOKEN_ROLES
 from airgate.tls import TlsFiles
 from airgate.web.front import EnvironmentFront
 from airgate.web.sessions import REVIEW_INTERVAL, WebSessions
+from airgate.web.signin import AirflowSignIn, sign_in_for
 from airgate.web.tokens import EnvironmentTokens
 
 # Statuses in which an environment's Airflow may be running, so its front should be up.
 SERVED_STATUSES = frozenset({"AVAILABLE", "UNAVAILABLE", "UPDATING", "UPDATE_FAILED"})
 STARTUP_TIMEOUT = 5.0
-# The Airflow token a front sends with each request of a signed-in session: fresh each time,
-# and never seen by the browser or client.
-AIRFLOW_TOKEN_TTL = 120
 # (environment, IAM identity, Airflow role, source address, https) -> the identity's
 # principal id if it may still be signed in (airgate/web/review.py's IamReview), else None.
 Review = Callable[[str, str, str, str, bool], str | None]
@@ -132,12 +130,21 @@ class WebFronts:
         def run_cli(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
             return self._run_cli(name, argv, timeout)
 
-        def mint_airflow_token(identity: str, airflow_role: str) -> str | None:
+        def mint_airflow_token(identity: str, airflow_role: str, ttl: float,
+                               purpose: str | None) -> str | None:
             role = TOKEN_ROLES.get(airflow_role)
             if role is None:  # Public: no Airflow user to sign in as
                 return None
-            return self._signing_key_of(name).mint(subject=identity, role=role,
-                                                   environment=name, ttl=AIRFLOW_TOKEN_TTL)
+            return self._signing_key_of(name).mint(
+                subject=identity, role=role, environment=name, ttl=ttl,
+                extra={"purpose": purpose} if purpose is not None else None)
+
+        def sign_in() -> AirflowSignIn:
+            """How sessions sign in to the environment's Airflow as it runs now (an update
+            may change its version)."""
+            record = self._store.cached(name)
+            version = record.spec.get("AirflowVersion") if record is not None else None
+            return sign_in_for(str(version or "3"))
 
         def review(identity: str, airflow_role: str, source_ip: str,
                    secure: bool) -> str | None:
@@ -145,7 +152,7 @@ class WebFronts:
 
         sessions = WebSessions(name, self.tokens, review, self._review_interval)
         front = EnvironmentFront(name, upstream, self.tokens, run_cli, mint_airflow_token,
-                                 sessions)
+                                 sessions, sign_in=sign_in)
         server = uvicorn.Server(uvicorn_config(front, self._host, port, self._tls,
                                                self._forwarded_allow_ips))
         thread = threading.Thread(target=server.run, daemon=True, name=f"airgate-web-{name}")
