@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -362,7 +363,9 @@ def test_the_amazon_provider_in_another_environment_triggers_and_senses_airflow2
         assert triggered["conf"] == {"command": "echo triggered from another environment"}
         trigger_task = in_a("GET", "/dags/trigger_in_airflow2/dagRuns/a-1/taskInstances/"
                             "trigger_any_bash_command")
-        assert trigger_task["end_date"] >= triggered["end_date"]  # it waited for the end
+        # It waited for the end (both dates from this machine's clock).
+        assert datetime.fromisoformat(trigger_task["end_date"]) \
+            >= datetime.fromisoformat(triggered["end_date"])
         events = invoke(server, "GET", "/eventLogs", QueryParameters={
             "event": "api.post_dag_run", "owner": "user/team-a-runner", "limit": 100})
         assert [json.loads(event["extra"])["dag_run_id"] for event in events["event_logs"]] \
