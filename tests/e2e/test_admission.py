@@ -44,7 +44,9 @@ def invoke(server: RunningAirgate, path: str = "/version", **config: Any) -> dic
 
 def test_calls_over_the_rate_are_throttled_with_429(tmp_path: Path,
                                                     upstream: TrivialUpstream) -> None:
-    with serving(tmp_path, upstream, rest_api_rate=0.5, rest_api_burst=3) as server:
+    # One token every 1,000 s: the fourth call is refused however slowly the first three ran
+    # (at 0.5/s a loaded machine could refill a token between them).
+    with serving(tmp_path, upstream, rest_api_rate=0.001, rest_api_burst=3) as server:
         server.client().create_environment(**create_environment_args("env"))
         for _ in range(3):
             assert invoke(server)["RestApiStatusCode"] == 200

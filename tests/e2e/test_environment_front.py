@@ -115,7 +115,11 @@ def test_the_front_serves_the_environments_airflow(server: RunningAirgate) -> No
     environment: dict[str, Any] = server.client().get_environment(Name=ENV)["Environment"]
     hostname = server.client().create_cli_token(Name=ENV)["WebServerHostname"]
     assert environment["WebserverUrl"] == f"http://{hostname}"
-    assert httpx.get(f"http://{hostname}/api/v2/version").status_code in (200, 401)
+    # Airflow's public route answers anyone; an authenticated one wants a session.
+    version = httpx.get(f"http://{hostname}/api/v2/version", timeout=30)
+    assert (version.status_code, version.json()["version"]) == (200, "3.3.2")
+    unsigned = httpx.get(f"http://{hostname}/api/v2/dags", timeout=30)
+    assert unsigned.status_code == 401, unsigned.text
     assert httpx.get(environment["WebserverUrl"], follow_redirects=True).status_code == 200
 
 

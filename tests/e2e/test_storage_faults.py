@@ -80,7 +80,9 @@ def test_an_unwritable_home_is_one_clear_sentence(tmp_path: Path) -> None:
             [sys.executable, "-m", "airgate.cli", "up", "--home", str(disk / "home"),
              "--port", str(free_port()), "--no-default-environment"],
             capture_output=True, text=True, timeout=60)
-    assert started.returncode != 0
+    # The README's promise: one sentence on stderr and exit status 2.
+    assert started.returncode == 2, started.stderr
+    assert len(started.stderr.strip().splitlines()) == 1, started.stderr
     assert "can't be written" in started.stderr and "Read-only file system" in started.stderr
     assert "Traceback" not in started.stderr
 
@@ -96,7 +98,8 @@ def test_a_home_that_became_read_only_is_left_intact(tmp_path: Path) -> None:
             [sys.executable, "-m", "airgate.cli", "up", "--home", str(home),
              "--port", str(free_port()), "--no-default-environment"],
             capture_output=True, text=True, timeout=60)
-        assert started.returncode != 0 and "Traceback" not in started.stderr
+        assert started.returncode == 2 and "Traceback" not in started.stderr
+        assert len(started.stderr.strip().splitlines()) == 1, started.stderr
         assert "can't be written" in started.stderr
         with contextlib.closing(sqlite3.connect(f"file:{home / 'airgate.db'}?immutable=1",
                                                 uri=True)) as db:

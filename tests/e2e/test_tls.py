@@ -42,8 +42,16 @@ def test_the_api_and_the_front_speak_https(server: RunningAirgate) -> None:
                         headers={"Authorization": f"Bearer {token['CliToken']}"})
     assert answer.status_code == 200
     assert base64.b64decode(answer.json()["stdout"]).decode().strip() == "3.3.2"
-    with pytest.raises(httpx.ConnectError):  # not trusted without airgate's CA
+    # Served, and trusted with airgate's CA; without it, refused for the certificate (not
+    # for a refused connection: ConnectError covers both).
+    trusted = httpx.get(environment["WebserverUrl"], follow_redirects=True, timeout=30,
+                        verify=ssl.create_default_context(cafile=tls.ca_bundle))
+    assert trusted.status_code == 200
+    with pytest.raises(httpx.ConnectError, match=r"\[SSL: CERTIFICATE_VERIFY_FAILED\] "
+                       "certificate verify failed: self-signed certificate in certificate chain"):
         httpx.get(environment["WebserverUrl"])
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(server.endpoint_url)
 
 
 def test_mwaa_hook_local_web_token_over_tls(server: RunningAirgate, tmp_path: Path) -> None:
