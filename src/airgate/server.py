@@ -145,7 +145,7 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
                         databases=MetadataDatabases(settings.airflow_database_url,
                                                     installation),
                         web_scheme=settings.scheme, installation=installation,
-                        sandbox=sandbox)
+                        sandbox=sandbox, web_host=settings.host)
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:

@@ -80,7 +80,7 @@ class LocalRuntime:
                  environ: Mapping[str, str] | None = None,
                  databases: MetadataDatabases | None = None,
                  web_scheme: str = "http", installation: str = "local",
-                 sandbox: Sandbox | None = None) -> None:
+                 sandbox: Sandbox | None = None, web_host: str = "127.0.0.1") -> None:
         self._home = home
         # Every process of every environment starts in its sandbox (environments/sandbox.py).
         self._sandbox = sandbox or sandboxed.detect("auto", installation)
@@ -89,6 +89,7 @@ class LocalRuntime:
         # their UpdateEnvironment and DeleteEnvironment calls are carried out by this one.
         self._installation = installation
         self._web_scheme = web_scheme  # how users reach the environment's front
+        self._web_host = web_host  # where the fronts listen (airgate up --host)
         self._store = store
         self._sources = sources
         self._runtimes = runtimes
@@ -402,7 +403,8 @@ class LocalRuntime:
         # The UI as users reach it: through airgate's front, its WebServerHostname.
         self._store.set_runtime(name, {RUNNER: self._installation, "Ports": ports.as_dict(),
                                        "WebserverUrl":
-                                           f"{self._web_scheme}://127.0.0.1:{ports.web}"})
+                                           f"{self._web_scheme}://{self._web_host}:"
+                                           f"{ports.web}"})
         self._await_healthy(name, group, major, ports.api)
 
     def _confine(self, name: str, layout: EnvironmentLayout, interpreter: Path,
