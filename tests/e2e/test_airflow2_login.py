@@ -16,9 +16,11 @@ environment; the HTTPS test, last, starts airgate again over it with --tls.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -326,6 +328,30 @@ def test_airflows_password_page_sends_the_browser_to_sign_in_from_the_console(
     assert [str(r.url.path) for r in landed.history] == ["/home", "/login/"]
     assert landed.url.path == "/aws_mwaa/aws-console-sso" and landed.status_code == 200
     assert "CreateWebLoginToken" in landed.text and 'action="/aws_mwaa/login"' in landed.text
+
+
+def test_a_browser_whose_flask_session_airflow_lost_is_signed_in_to_airflow_again(
+        server: RunningAirgate) -> None:
+    """Airflow forgets Flask sessions (expired, `airflow db clean`): the browser it then
+    sends to /login/ comes back, still signed in to airgate, with a new one."""
+    login = login_client(server, "web-forgotten", "Op").create_web_login_token(Name=ENV)
+    session = sign_in(login).cookies["session"]
+    first = flask_session_of(server, session)
+    database = server.airgate.runtime._layout(ENV).database  # type: ignore[attr-defined]
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        assert connection.execute("DELETE FROM session").rowcount >= 1
+    front = f"http://{login['WebServerHostname']}"
+    with httpx.Client(base_url=front, cookies={"session": session}, timeout=60) as browser:
+        home = browser.get("/home", follow_redirects=True)
+        assert [(r.status_code, r.url.path) for r in home.history] == [
+            (302, "/home"), (302, "/login/")]
+        assert (home.status_code, home.url.path) == (200, "/home")
+        assert 'title="user/web-forgotten (IAM)"' in home.text
+        renewed = home.history[1].cookies["session"]  # set by the front's /login/
+    second = flask_session_of(server, renewed)
+    assert renewed != session and second != first
+    assert tokens(server).check(renewed, "session", ENV).expires_at == tokens(server).check(
+        session, "session", ENV).expires_at
 
 
 # --- cookies between an Airflow 2 and an Airflow 3 environment --------------------------------
