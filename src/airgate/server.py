@@ -22,7 +22,6 @@ from starlette.types import ASGIApp
 
 from airgate import logs
 from airgate.app import create_app
-from airgate.auth.authorize import Authorizer
 from airgate.auth.identities import IamError, Identities
 from airgate.auth.secrets import SecretBox, write_private
 from airgate.config import ConfigError, Settings, ensure_writable_home
@@ -40,7 +39,7 @@ from airgate.listen import uvicorn_config
 from airgate.mwaa.admission import Admission
 from airgate.mwaa.provider import MwaaProvider
 from airgate.mwaa.rest_api import Endpoints, RestApiProxy
-from airgate.mwaa.service import MwaaService
+from airgate.mwaa.service import MwaaAuthorizer, MwaaService
 from airgate.services import Services
 from airgate.services.iam import IamService
 from airgate.services.sts import StsService
@@ -161,7 +160,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     if isinstance(runtime, LocalRuntime):
         tokens = EnvironmentTokens.load_or_create(settings.home / "keys" / "web-tokens.key")
         # Web sessions are checked against IAM again while they last (airgate/web/review.py).
-        review = IamReview(identities, Authorizer(settings.region, settings.account_id),
+        review = IamReview(identities, MwaaAuthorizer(settings.region, settings.account_id),
                            environments, settings.region)
         fronts = WebFronts(environments, tokens, runtime.web_port, runtime.api_url,
                            runtime.run_airflow_cli, runtime.signing_key, review,

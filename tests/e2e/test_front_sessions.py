@@ -36,9 +36,9 @@ from jwt.algorithms import OKPAlgorithm
 from airgate import config
 from airgate.airflow.tokens import SigningKey, audience
 from airgate.airflow.v3 import OWN_KEY_ID
-from airgate.auth.authorize import Authorizer
 from airgate.auth.identities import Identities
 from airgate.environments.store import EnvironmentStore
+from airgate.mwaa.service import MwaaAuthorizer as Authorizer
 from airgate.server import open_state
 from airgate.web.fronts import WebFronts
 from airgate.web.review import IamReview

@@ -49,7 +49,9 @@ class Airflow2:
 
     def options(self, placement: Placement) -> dict[str, str]:
         return {
-            "api.auth_backends": "airgate_airflow2.api_auth",
+            # Airflow 2.10 appends its session backend anyway (with a warning on every CLI
+            # command): named here, after airgate's, it serves signed-in browsers' /api/v1.
+            "api.auth_backends": "airgate_airflow2.api_auth,airflow.api.auth.backend.session",
             "airgate.jwks_path": str(placement.jwks),
             "airgate.audience": audience(placement.name),
             "airgate.issuer": ISSUER,

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from airgate.auth.identities import Principal
 from airgate.auth.policy import AuthorizationRequest, ContextValue, Decision, evaluate
 from airgate.errors import AccessDeniedException
 
-if TYPE_CHECKING:  # see __getattr__ below
-    from airgate.mwaa.service import MwaaAuthorizer as Authorizer
-
-__all__ = ["Authorization", "Authorizer", "RequestFacts", "base_context", "decide", "denial",
+__all__ = ["Authorization", "RequestFacts", "base_context", "decide", "denial",
            "require"]
 
 
@@ -85,13 +81,3 @@ def require(principal: Principal, action: str, resource: str,
         raise denial(principal, action, resource)
     return Authorization(action, resource)
 
-
-def __getattr__(name: str) -> Any:
-    """`Authorizer`, MWAA's authorizer, now at home in `airgate.mwaa.service`: still
-    importable from here while code written against the old place (the web front's
-    session review) moves over."""
-    if name == "Authorizer":
-        from airgate.mwaa.service import MwaaAuthorizer
-
-        return MwaaAuthorizer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,18 +16,19 @@ import dataclasses
 import datetime
 from typing import Any
 
-from airgate.auth.authorize import Authorizer, RequestFacts
+from airgate.auth.authorize import RequestFacts
 from airgate.auth.identities import IamError, Identities, Principal, PrincipalKind
 from airgate.auth.policy import Policy, parse_policy
 from airgate.environments.store import EnvironmentStore
 from airgate.errors import AccessDeniedException
 from airgate.mwaa.arns import AIRFLOW_ROLES, airflow_role_arn
+from airgate.mwaa.service import MwaaAuthorizer
 
 ACTION = "airflow:CreateWebLoginToken"
 
 
 class IamReview:
-    def __init__(self, identities: Identities, authorizer: Authorizer,
+    def __init__(self, identities: Identities, authorizer: MwaaAuthorizer,
                  environments: EnvironmentStore, region: str) -> None:
         self._identities = identities
         self._authorizer = authorizer

@@ -6,7 +6,9 @@
   identity and `role` = ADMIN, OP, USER, VIEWER or PUBLIC. The Flask-AppBuilder user named
   `sub` is created on first use and its roles are set to exactly that role, so the user is
   kept in step with what IAM allows; the request then runs as that user and Airflow's own
-  permissions decide. A Bearer token that fails any check is a 401, never a fallback.
+  permissions decide. A Bearer token that fails any check is refused here; Airflow then
+  tries its session backend (listed after this one), which signs in only a request that
+  also carries a valid Flask session, i.e. one airgate's front signed in.
 - `/api/v1` with no Authorization header: the browser's Flask session, so a web sign-in
   also works for the API (as MWAA's does).
 - `POST /airgate/login` (form field `assertion`, purpose `web-login`): the web sign-in that
