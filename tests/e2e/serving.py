@@ -37,6 +37,9 @@ def standard_aws_variables(server: RunningAirgate, credentials: dict[str, str],
     (and Airflow's, for the Amazon provider): nothing from this test process leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW"))}
     env.update(AWS_ENDPOINT_URL_MWAA=server.endpoint_url,
+               # STS and IAM at the same endpoint, as `airgate shellenv` exports them.
+               AWS_ENDPOINT_URL_STS=server.endpoint_url,
+               AWS_ENDPOINT_URL_IAM=server.endpoint_url,
                AWS_DISABLE_HOST_PREFIX_INJECTION="true", AWS_DEFAULT_REGION="us-east-1",
                AWS_ACCESS_KEY_ID=credentials["AccessKeyId"],
                AWS_SECRET_ACCESS_KEY=credentials["SecretAccessKey"],
