@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from airgate.server import local_runtime
+from tests.e2e.aws_clients import ACCOUNT, role_arn, trust, user_arn
 from tests.e2e.serving import EXAMPLES, standard_aws_variables
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
@@ -96,6 +97,45 @@ def test_op_may_manage_variables_but_viewer_is_refused_by_airflow(
     assert viewer.returncode == 1
     assert "Airflow refused it with HTTP 403" in viewer.stderr
     assert "Traceback" not in viewer.stderr
+
+
+# --- a role assumed with STS -----------------------------------------------------------------
+
+def test_assume_role_client_reads_as_viewer_and_is_refused_a_write(
+        served: tuple[RunningAirgate, dict[str, Any]], tmp_path: Path) -> None:
+    """The client assumes a role allowed only Airflow's Viewer role (its STS endpoint from
+    AWS_ENDPOINT_URL_STS): it is that role's session, reads the DAGs, and Airflow refuses
+    its write. A user the role's trust policy doesn't name is refused by STS."""
+    server, credentials = served
+    identities = server.airgate.identities
+    identities.create_user("role-taker")
+    identities.put_inline_policy("user", "role-taker", "assume", role_policy(
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn("examples-viewer")}))
+    credentials["role-taker"] = identities.create_access_key("role-taker")
+    identities.create_role("examples-viewer", trust({"AWS": user_arn("role-taker")}))
+    identities.put_inline_policy("role", "examples-viewer", "view", role_policy(
+        {"Effect": "Allow", "Action": "airflow:InvokeRestApi",
+         "Resource": ROLE_ARN.format(env=ENV, role="Viewer")}))
+
+    done = run_example(served, "role-taker", tmp_path, "clients/mwaa_assume_role_client.py",
+                       ENV, role_arn("examples-viewer"), "--session-name", "example-run")
+    assert done.returncode == 0, done.stderr
+    session = f"arn:aws:sts::{ACCOUNT}:assumed-role/examples-viewer/example-run"
+    lines = done.stdout.splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == ["assumed", "caller", "dags", "write"]
+    assert lines[0].startswith(f"assumed: {session} (until ")
+    assert lines[1:3] == [f"caller:  {session}",
+                          "dags:    2: any_bash_command, data_aware_pipeline"]
+    assert lines[3].startswith("write:   POST /variables refused by Airflow with HTTP 403: ")
+    with pytest.raises(Exception, match="404"):  # nothing was written
+        invoke(server, "GET", "/variables/assume_role_example")
+
+    refused = run_example(served, "viewer-caller", tmp_path,
+                          "clients/mwaa_assume_role_client.py", ENV, role_arn("examples-viewer"))
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        f"error: sts assume-role {role_arn('examples-viewer')}: AccessDenied: "), refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 # --- a parameterised trigger ----------------------------------------------------------------
