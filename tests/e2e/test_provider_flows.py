@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres, pytest.ma
 
 A, B = "team-a", "team-b"  # the DAGs below run in A and call B
 RUNNER, VIEWER_ROLE = "team-a-runner", "team-b-viewer"
-REMOTE_DAG, REMOTE_TASK = "any_bash_command", "trigger_bash_command"
+REMOTE_DAG = "any_bash_command"
 FINISHED = ("success", "failed")
 ENDED = ("success", "failed", "skipped", "upstream_failed", "removed")
 
