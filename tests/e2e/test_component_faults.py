@@ -24,7 +24,10 @@ from tests.e2e.serving import examples_environment
 from tests.e2e.test_runtime import status_of, wait_for
 from tests.support import POSTGRES_ADMIN_URL, RunningAirgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
+# A test's bounded waits (load flowing, UNAVAILABLE, AVAILABLE, calls succeeding again) add
+# up to 360 s, and the first test also starts the environment: more than the default 300 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres,
+              pytest.mark.timeout(900)]
 
 ENV = "faults"
 LAKE = "s3://airgate-example-lake/datalake"

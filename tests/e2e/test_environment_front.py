@@ -33,7 +33,9 @@ from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
 from tests.e2e.test_runtime import wait_for
 from tests.support import RunningAirgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# The module's environment (AVAILABLE within 240 s, its DAGs parsed within 90 s) starts in
+# the first test's time: more than pytest's default 300 s with that test's own waits.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ENV = "cli"
 SESSION_COOKIE = f"airgate.session.{ENV}"

@@ -34,7 +34,9 @@ from tests.e2e.processes import EnvironmentProcesses
 from tests.e2e.test_runtime import DAG, create_args, wait_for, wait_for_status
 from tests.support import RunningAirgate, ScriptedRuntime, free_port, running_airgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Each test's bounded waits (environments starting, failing, being deleted, airgate
+# restarted) add up to more than pytest's default 300 s on a loaded machine, less than this.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 PLUGIN = '''
 from airflow.plugins_manager import AirflowPlugin

@@ -22,7 +22,9 @@ from airgate.environments.local import LocalRuntime
 from airgate.server import local_runtime
 from tests.support import RunningAirgate, running_airgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# The tests' bounded waits (an environment AVAILABLE within 240 s, then a DAG parsed, a
+# run finished...) add up to more than pytest's default 300 s; each stays under this.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ENV = "pipeline"
 BUCKET = "arn:aws:s3:::data-team"
@@ -343,6 +345,7 @@ def test_dags_plugins_and_startup_script_from_s3(tmp_path: Path) -> None:
         moto.stop()
 
 
+@pytest.mark.timeout(1500)  # the install and start are waited for up to 900 s
 def test_another_airflow_version_gets_its_own_virtualenv(tmp_path: Path) -> None:
     """A supported version other than airgate's own is installed once into its own
     virtualenv under the home (this downloads Airflow 3.2.2 from PyPI), and runs there."""

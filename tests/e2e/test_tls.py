@@ -17,7 +17,9 @@ import pytest
 from tests.e2e.serving import examples_environment, standard_aws_variables
 from tests.support import RunningAirgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# The module's environment (AVAILABLE within 240 s, its DAGs parsed within 90 s) starts in
+# the first test's time: more than pytest's default 300 s with that test's own waits.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ENV = "secure"
 

@@ -101,6 +101,7 @@ def test_concurrent_creates_of_one_name_make_one_environment(gateways: Gateways)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # its bounded waits: AVAILABLE 240 s, deletion 120 s, processes 30 s
 def test_each_environment_runs_under_the_airgate_that_created_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real Airflow: the second gateway's start leaves the first's environment alone, tells

@@ -21,7 +21,9 @@ from tests.e2e.test_cli import AIRGATE, airgate, shellenv
 from tests.e2e.test_runtime import DAG, wait_for, wait_for_status
 from tests.support import free_port, mwaa_client
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# The fixture's bounded waits (airgate answering, the default environment AVAILABLE) count
+# toward the first test's time, with that test's own wait: more than the default 300 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 REGION = "eu-west-2"
 ACCOUNT = "123456789012"
