@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -41,7 +42,10 @@ LOCKS = Path(__file__).with_name("locks")
 # Airflow 2's python-daemon and redshift-connector import pkg_resources at run time, which
 # setuptools 81 and later no longer have; locks that don't pin setuptools get this one.
 SETUPTOOLS_FOR_AIRFLOW_2 = "setuptools==75.3.0"
-AIRFLOW_2_PACKAGES = ("apache-airflow-providers-amazon", "apache-airflow-providers-postgres",
+# aiobotocore for the provider's deferrable MWAA operators and sensors, as MWAA's images.
+AIRFLOW_2_PACKAGES = ("apache-airflow-providers-amazon[aiobotocore]",
+                      "apache-airflow-providers-postgres", "psycopg2-binary")
+AIRFLOW_3_PACKAGES = ("apache-airflow-providers-amazon[aiobotocore]", "psycopg[binary]",
                       "psycopg2-binary")
 _log = logging.getLogger("airgate.runtimes")
 
@@ -130,11 +134,14 @@ class AirflowRuntimes:
         venv = self.folder(version) / "venv"
         ready = self.folder(version) / "ready"
         with self._locks[version], self._installing(version):
-            if not ready.exists():
+            # `ready` holds what was installed: a runtime made by another recipe (an older
+            # airgate's) is installed again.
+            recipe = _recipe(version)
+            if not ready.exists() or ready.read_text() != recipe:
                 _log.info("installing an Airflow runtime", extra={"fields": {
                     "version": version}})
                 self._install(version, venv, progress)
-                ready.touch()
+                ready.write_text(recipe)
         return venv / "bin" / "python"
 
     @contextlib.contextmanager
@@ -148,11 +155,13 @@ class AirflowRuntimes:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _steps(self, version: str, venv: Path) -> list[list[str]]:
+        return (self._airflow_2_steps(version, venv) if version.startswith("2.")
+                else self._airflow_3_steps(version, venv))
+
     def _install(self, version: str, venv: Path, progress: Path | None) -> None:
-        steps = (self._airflow_2_steps(version, venv) if version.startswith("2.")
-                 else self._airflow_3_steps(version, venv))
         log = self.folder(version) / "install.log"
-        for step in steps:
+        for step in self._steps(version, venv):
             _run_step(version, step, log, progress)
 
     def _airflow_2_steps(self, version: str, venv: Path) -> list[list[str]]:
@@ -180,8 +189,16 @@ class AirflowRuntimes:
         return [
             [str(self._base), "-m", "venv", "--clear", str(venv)],
             [*pip, "--upgrade", "pip>=26"],  # --uploaded-prior-to needs a recent pip
-            [*pip, *cutoff, f"apache-airflow=={version}", "psycopg[binary]", "psycopg2-binary"],
+            [*pip, *cutoff, f"apache-airflow=={version}", *AIRFLOW_3_PACKAGES],
         ]
+
+
+def _recipe(version: str) -> str:
+    """What a runtime of `version` is made of (its packages, and its lock's contents)."""
+    if version.startswith("2."):
+        lock = hashlib.sha256(lock_of(version).read_bytes()).hexdigest()
+        return f"uv {SETUPTOOLS_FOR_AIRFLOW_2} {' '.join(AIRFLOW_2_PACKAGES)} lock:{lock}"
+    return f"pip {' '.join(AIRFLOW_3_PACKAGES)}"
 
 
 def _run_step(version: str, step: list[str], log: Path, progress: Path | None) -> None:
