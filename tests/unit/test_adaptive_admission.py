@@ -77,6 +77,19 @@ def test_airflow_refusing_a_caller_is_not_overload() -> None:
     assert admission.limit_of("env") == before
 
 
+def test_an_api_server_that_is_down_is_not_overload() -> None:
+    clock = Clock()
+    admission = Admission(clock=clock)
+    calls(admission, clock, 0.010, 20, concurrent=32)
+    before = admission.limit_of("env")
+    # Refused connections fail in a millisecond: neither a cut nor a latency sample.
+    calls(admission, clock, 0.001, 50, concurrent=2,
+          error=RestApiServerException("not running", RestApiStatusCode=502))
+    assert admission.limit_of("env") == before
+    calls(admission, clock, 0.010, 5, concurrent=int(before))
+    assert admission.limit_of("env") >= before  # 10 ms still reads as nothing queued
+
+
 def test_an_idle_environment_keeps_its_limit() -> None:
     """Few callers say nothing about capacity: the limit neither rises nor falls."""
     limit = AdaptiveLimit()

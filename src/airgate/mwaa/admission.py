@@ -36,6 +36,12 @@ QUEUE_HIGH = 3.0
 # changes as its database grows), in calls.
 RELEARN_EVERY = 500
 SMOOTHING = 0.2  # how much one call's latency moves the running estimate
+# The failures that mean Airflow is overloaded: its own 500 and 503 (a database pool or
+# worker exhausted), and no answer in time (504). A 502 (its api-server not running or
+# refusing connections, an answer too large or too deep to return) says nothing about its
+# load: a dead api-server fails calls in a millisecond, and cutting the limit for that would
+# throttle the callers still waiting for it to come back.
+OVERLOAD_STATUSES = frozenset({500, 503, 504})
 
 
 @dataclass(slots=True)
@@ -99,23 +105,24 @@ class Admission:
     @contextmanager
     def admit(self, environment: str) -> Iterator[None]:
         """Hold one of the environment's slots for the block, or ThrottlingException. The
-        block's duration, and whether it failed with RestApiServerException (Airflow's 5xx,
-        or no answer in time), teach the limit."""
+        block's duration, and whether it failed with RestApiServerException for overload
+        (OVERLOAD_STATUSES), teach the limit; other server failures teach it nothing."""
         state = self._state(environment)
         now = self.clock()
         if state.in_flight >= max(1, int(state.limit.limit)) or not self._take_token(state, now):
             raise ThrottlingException("Rate exceeded")
         state.in_flight += 1
         in_flight = state.in_flight
-        failed = False
+        outcome: bool | None = False  # failed; None: a failure that teaches nothing
         try:
             yield
-        except RestApiServerException:
-            failed = True
+        except RestApiServerException as error:
+            outcome = error.fields.get("RestApiStatusCode") in OVERLOAD_STATUSES or None
             raise
         finally:
             state.in_flight -= 1
-            state.limit.record(self.clock() - now, in_flight, failed)
+            if outcome is not None:
+                state.limit.record(self.clock() - now, in_flight, outcome)
 
     def _state(self, environment: str) -> _Environment:
         state = self._environments.get(environment)
