@@ -5,6 +5,7 @@ is refused. On PostgreSQL metadata, from Airflow 2.10.3 to 2.11.0 to 3.3.2."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,34 @@ def upgrade(server: RunningAirgate, version: str, **more: Any) -> dict[str, Any]
     assert environment(server)["Status"] == "UPDATING"
     return wait_for(lambda: (lambda e: e if e["Status"] in ("AVAILABLE", "UPDATE_FAILED")
                              else None)(environment(server)), 900, "the update to end")
+
+
+def test_an_airflow_2_user_keeps_in_step_with_iam(server: RunningAirgate) -> None:
+    """On Airflow 2 the caller is a Flask-AppBuilder user whose roles are exactly the one IAM
+    allows now: narrowing the policy narrows what Airflow lets the same identity do."""
+    identities = server.airgate.identities
+    identities.create_user("stepper")
+
+    def allow(role: str) -> None:
+        identities.put_inline_policy("user", "stepper", "invoke", json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "airflow:InvokeRestApi",
+                "Resource": f"arn:aws:airflow:us-east-1:000000000000:role/{ENV}/{role}"}]}))
+
+    mwaa = server.client(identities.create_access_key("stepper"))
+    allow("Op")
+    created = mwaa.invoke_rest_api(Name=ENV, Method="POST", Path="/variables",
+                                   Body={"key": "by-op", "value": "1"})
+    assert created["RestApiStatusCode"] == 200
+    allow("Viewer")
+    with pytest.raises(mwaa.exceptions.RestApiClientException) as refused:
+        mwaa.invoke_rest_api(Name=ENV, Method="POST", Path="/variables",
+                             Body={"key": "by-viewer", "value": "1"})
+    assert refused.value.response["RestApiStatusCode"] == 403
+    users = invoke(server, "GET", "/users")["RestApiResponse"]["users"]
+    assert [user["roles"] for user in users if user["username"] == "user/stepper"] == [
+        [{"name": "Viewer"}]]
+    invoke(server, "DELETE", "/variables/by-op")
 
 
 @pytest.mark.timeout(3000)  # three real upgrades, each a runtime install and a migration
