@@ -3,7 +3,11 @@ file the run produced (airgate's, each environment's Airflow logs, the CLI's) an
 response airgate sent, for the secrets the run issued or sent.
 
 What counts as a leak:
-- a secret access key or session token issued during the run (recorded as issued);
+- a secret access key or session token issued during the run: recorded as issued in this
+  process, printed by an `airgate` subprocess (`remember_secret`), or found at rest after
+  the run in any airgate home below the run's temporary folder (each bootstrap
+  administrator's credentials.json, master.key, each environment's Fernet key, web secret
+  and signing key);
 - anything shaped like a JWT (Airflow tokens, CLI and web-login tokens);
 - a canary: a value a test put in an InvokeRestApi Body or an Airflow response
   (`remember_canary`), which must never be logged or echoed in an error message.
@@ -34,6 +38,12 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{
 _secrets: set[str] = set()
 _canaries: set[str] = set()
 _scanned: dict[str, Path] = {}
+
+
+def remember_secret(value: str) -> str:
+    """A secret the test saw outside this process (a subprocess printed it)."""
+    _secrets.add(value)
+    return value
 
 
 def remember_canary(value: str) -> str:
@@ -72,6 +82,26 @@ def _remembering(method: Any) -> Any:
     return issuing
 
 
+def _secrets_at_rest(base: Path) -> set[str]:
+    """The secrets every airgate home below `base` keeps on disk, in-process or not."""
+    found: set[str] = set()
+    for path in base.rglob("*"):
+        try:
+            if path.name == "credentials.json" and path.is_file():
+                secret = json.loads(path.read_text()).get("SecretAccessKey")
+                if secret:
+                    found.add(secret)
+            elif path.name == "master.key" or (path.parent.name == "keys" and path.name in (
+                    "fernet.key", "web-secret")):
+                found.add(path.read_text().strip())
+            elif path.name == "airflow.pem" and path.parent.name == "keys":
+                found.update(line for line in path.read_text().splitlines()
+                             if line and not line.startswith("-----"))
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable or not what it seemed: nothing to learn from it
+    return {secret for secret in found if len(secret) >= 20}
+
+
 def _scanned_files(base: Path) -> Iterator[Path]:
     for path in base.rglob("*"):
         if path.is_file() and (path.suffix == ".log" or "logs" in path.parts):
@@ -101,6 +131,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     base = _scanned.get("base")
     if base is None or not base.exists():
         return
+    _secrets.update(_secrets_at_rest(base))
     files = scanned_bytes = 0
     leaks: list[str] = []
     for path in _scanned_files(base):

@@ -19,6 +19,7 @@ class StormResult:
     events: int
     seconds: float
     retries: int = 0  # attempts botocore repeated, nearly all after ThrottlingException
+    throttled: int = 0  # answers that were ThrottlingException, as botocore received them
     failures: list[str] = field(default_factory=list)  # calls that failed after retries
 
     @property
@@ -34,6 +35,18 @@ def asset_event_storm(endpoint: str, credentials: dict[str, str], environment: s
     clients = [mwaa_client(endpoint, credentials, "us-east-1",
                            retries={"mode": "standard", "max_attempts": 10})
                for _ in range(callers)]
+    throttled = [0] * callers  # per caller: each list item has one writer
+
+    def count_throttling(index: int) -> Any:
+        def seen(response: Any = None, **_: Any) -> None:
+            if response is not None and response[1].get("Error", {}).get(
+                    "Code") == "ThrottlingException":
+                throttled[index] += 1
+        return seen
+
+    for index, client in enumerate(clients):
+        # Every attempt's answer passes here before botocore decides to retry it.
+        client.meta.events.register("needs-retry.mwaa.InvokeRestApi", count_throttling(index))
 
     def caller(index: int) -> tuple[int, list[str]]:
         retries, failures = 0, []
@@ -55,4 +68,5 @@ def asset_event_storm(endpoint: str, credentials: dict[str, str], environment: s
     for retries, failures in outcomes:
         result.retries += retries
         result.failures += failures
+    result.throttled = sum(throttled)
     return result

@@ -87,6 +87,9 @@ def users_with_policies(server: RunningAirgate, users: dict[str, list[str]]) -> 
     return clients
 
 
+SINGLE_ATTEMPT = {"total_max_attempts": 1, "mode": "standard"}
+
+
 def mwaa_client(endpoint_url: str, credentials: dict[str, str], region: str,
                 **config_args: Any) -> Any:
     session = boto3.session.Session(
@@ -95,7 +98,9 @@ def mwaa_client(endpoint_url: str, credentials: dict[str, str], region: str,
         aws_session_token=credentials.get("SessionToken"),
         region_name=region,
     )
-    retries = config_args.pop("retries", {"max_attempts": 1, "mode": "standard"})
+    # One attempt: a test sees every answer as airgate gave it, never a retry's (botocore's
+    # "max_attempts" counts retries, "total_max_attempts" attempts).
+    retries = config_args.pop("retries", SINGLE_ATTEMPT)
     verify = config_args.pop("verify", None)
     return session.client(
         "mwaa", endpoint_url=endpoint_url, verify=verify,

@@ -10,7 +10,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from tests.support import RunningAirgate
+from tests.support import SINGLE_ATTEMPT, RunningAirgate
 
 ACCOUNT = "000000000000"
 
@@ -25,7 +25,7 @@ def client(server: RunningAirgate, service: str, credentials: dict[str, Any] | N
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials.get("SessionToken"), region_name=region)
     return session.client(service, endpoint_url=server.endpoint_url, config=botocore.config.Config(
-        inject_host_prefix=False, retries={"max_attempts": 1, "mode": "standard"}, **config))
+        inject_host_prefix=False, retries=SINGLE_ATTEMPT, **config))
 
 
 def failure(call: Callable[[], Any]) -> tuple[str, int, str]:

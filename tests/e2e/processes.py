@@ -4,7 +4,7 @@ found, reported and ended by the test.
 
 A process belongs to the environment whose folder is `root` if any of these holds:
 - it runs under the environment's own uid (the owner airgate gives its AIRFLOW_HOME when
-  the sandbox has a uid per environment, as when the tests run as root: above 3,000,000,000);
+  the sandbox has a uid per environment, as when the tests run as root: from 2,000,000,000);
 - it is a bubblewrap process whose command line binds one of the environment's folders, or
   a descendant of one (every component, task, pip, startup script and migration runs
   inside one);
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-SANDBOX_UID_BASE = 3_000_000_000
+SANDBOX_UID_BASE = 2_000_000_000
 
 
 class EnvironmentProcesses:

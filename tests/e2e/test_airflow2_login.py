@@ -51,7 +51,7 @@ from tests.e2e.serving import standard_aws_variables
 from tests.e2e.test_runtime import api_url, create_args, wait_for, wait_for_status
 from tests.support import RunningAirgate, running_airgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 
 ENV = "classic"  # Airflow 2.10.3
 ENV3 = "current"  # Airflow 3 (the one installed with airgate), for cookies between the two
@@ -452,6 +452,7 @@ def runs(server: RunningAirgate) -> int:
     return int(answer["RestApiResponse"]["total_entries"])
 
 
+@pytest.mark.browser
 def test_a_browser_signs_in_through_the_console_link_and_triggers_as_op(
         server: RunningAirgate) -> None:
     login = login_client(server, "browser-op", "Op").create_web_login_token(Name=ENV)
@@ -485,6 +486,7 @@ def test_a_browser_signs_in_through_the_console_link_and_triggers_as_op(
         assert not again.get_cookies()
 
 
+@pytest.mark.browser
 def test_a_viewer_in_the_browser_may_not_trigger(server: RunningAirgate) -> None:
     login = login_client(server, "browser-viewer", "Viewer").create_web_login_token(Name=ENV)
     before = runs(server)

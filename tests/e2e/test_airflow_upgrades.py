@@ -16,7 +16,7 @@ from airgate.server import local_runtime
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
 from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.postgres]
 
 ENV = "upgrading"
 DAG = '''

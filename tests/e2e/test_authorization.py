@@ -181,10 +181,13 @@ def _restore(admin: Any, action: str, environment: str) -> None:
 def test_denial_changes_nothing(populated: tuple[RunningAirgate, dict[str, Any]]) -> None:
     server, clients = populated
     before = server.client().get_environment(Name="team-b")["Environment"]
-    with pytest.raises(botocore.exceptions.ClientError):
+    with pytest.raises(botocore.exceptions.ClientError) as tagging:
         clients["reader"].tag_resource(ResourceArn=ARN.format("team-b"), Tags={"x": "y"})
-    with pytest.raises(botocore.exceptions.ClientError):
+    with pytest.raises(botocore.exceptions.ClientError) as deleting:
         clients["no-delete"].delete_environment(Name="team-b")
+    for refused in (tagging, deleting):
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     after = server.client().get_environment(Name="team-b")["Environment"]
     assert after == before
 

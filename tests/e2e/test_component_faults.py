@@ -22,12 +22,11 @@ import pytest
 from tests.e2e.load import OK, Load
 from tests.e2e.serving import examples_environment
 from tests.e2e.test_runtime import status_of, wait_for
-from tests.support import POSTGRES_ADMIN_URL, RunningAirgate
+from tests.support import POSTGRES_ADMIN_URL, SINGLE_ATTEMPT, RunningAirgate
 
 # A test's bounded waits (load flowing, UNAVAILABLE, AVAILABLE, calls succeeding again) add
 # up to 360 s, and the first test also starts the environment: more than the default 300 s.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres,
-              pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 ENV = "faults"
 LAKE = "s3://airgate-example-lake/datalake"
@@ -37,9 +36,6 @@ REST_API_TIMEOUT = 10.0
 # hang shows as a ReadTimeoutError outcome.
 SLOWEST_ALLOWED = 2 * REST_API_TIMEOUT
 CALLER_READ_TIMEOUT = REST_API_TIMEOUT + 20
-# One attempt per call: botocore's "max_attempts" counts retries, so tests.support's
-# default client retries once, which would turn a timeout or a 502 into a late success.
-SINGLE_ATTEMPT = {"total_max_attempts": 1, "mode": "standard"}
 # What a caller may be told while a component is down, besides success: with the
 # api-server down, the proxy's 502 while nothing listens and its 504 while the restarted
 # api-server takes longer than the REST API timeout (the environment is UNAVAILABLE, where

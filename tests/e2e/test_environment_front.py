@@ -35,7 +35,7 @@ from tests.support import RunningAirgate
 
 # The module's environment (AVAILABLE within 240 s, its DAGs parsed within 90 s) starts in
 # the first test's time: more than pytest's default 300 s with that test's own waits.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.timeout(600)]
 
 ENV = "cli"
 SESSION_COOKIE = f"airgate.session.{ENV}"
@@ -262,6 +262,7 @@ def waiting(driver: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
     return WebDriverWait(driver, 30)
 
 
+@pytest.mark.browser
 def test_a_browser_signs_in_through_the_console_link_and_sees_the_dags(
         server: RunningAirgate) -> None:
     login = web_login_client(server, "browser-op", "Op").create_web_login_token(Name=ENV)
@@ -295,6 +296,7 @@ def test_a_browser_signs_in_through_the_console_link_and_sees_the_dags(
                                                  again.get_cookies()}
 
 
+@pytest.mark.browser
 def test_a_viewer_in_the_browser_may_not_trigger(server: RunningAirgate) -> None:
     login = web_login_client(server, "browser-viewer", "Viewer").create_web_login_token(
         Name=ENV)

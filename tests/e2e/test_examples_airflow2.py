@@ -41,7 +41,9 @@ CALLERS = {"op-caller": "Op", "viewer-caller": "Viewer", "lambda-caller": "User"
 READY_TIMEOUT = INSTALL_TIMEOUT + 240
 # Whichever test runs first also waits for the environment; each test's own waits (runs of a
 # few tasks, CLI commands of about 10 s each) take less than 600 s.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres,
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.airflow,
+              pytest.mark.postgres,
               pytest.mark.timeout(READY_TIMEOUT + 600)]
 
 Served = tuple[RunningAirgate, dict[str, Any]]

@@ -22,7 +22,7 @@ from tests.e2e.serving import standard_aws_variables
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
 from tests.support import RunningAirgate, running_airgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 
 ENV = "invoke"
 ROLE_ARN = "arn:aws:airflow:us-east-1:000000000000:role/{env}/{role}"

@@ -28,7 +28,7 @@ from airgate.server import local_runtime
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
 from tests.support import RunningAirgate, running_airgate
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 
 BUCKET = "arn:aws:s3:::tenants"
 CANARY = "airgate-canary-7c1f0a"  # in airgate's own process environment only

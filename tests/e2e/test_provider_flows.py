@@ -32,7 +32,7 @@ from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
 
 # Each test waits for real runs in two environments (the first also for both environments to
 # start): minutes on a loaded 2-core machine, more than the suite's default 300 s.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 A, B = "team-a", "team-b"  # the DAGs below run in A and call B
 RUNNER, VIEWER_ROLE = "team-a-runner", "team-b-viewer"

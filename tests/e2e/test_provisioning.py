@@ -36,7 +36,7 @@ from tests.support import RunningAirgate, ScriptedRuntime, free_port, running_ai
 
 # Each test's bounded waits (environments starting, failing, being deleted, airgate
 # restarted) add up to more than pytest's default 300 s on a loaded machine, less than this.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.timeout(900)]
 
 PLUGIN = '''
 from airflow.plugins_manager import AirflowPlugin

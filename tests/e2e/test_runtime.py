@@ -24,7 +24,7 @@ from tests.support import RunningAirgate, running_airgate
 
 # The tests' bounded waits (an environment AVAILABLE within 240 s, then a DAG parsed, a
 # run finished...) add up to more than pytest's default 300 s; each stays under this.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.timeout(900)]
 
 ENV = "pipeline"
 BUCKET = "arn:aws:s3:::data-team"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from tests.support import create_environment_args, free_port, running_airgate
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 ARN = "arn:aws:airflow:us-east-1:000000000000:environment/{}"
 
@@ -32,7 +33,15 @@ def small_disk(where: Path, size: str = "16m", read_only: bool = False) -> Itera
     try:
         yield where
     finally:
+        keep_for_the_secret_scan(where)
         subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def keep_for_the_secret_scan(disk: Path) -> None:
+    """Copy what is on the disk beside it before it goes: the run's secret scan
+    (tests/leak_scan.py) reads every log and every secret file under the temporary folder."""
+    shutil.copytree(disk, disk.with_name(disk.name + "-kept"), dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("filler"))
 
 
 def fill(disk: Path) -> Path:

@@ -19,7 +19,7 @@ from tests.support import RunningAirgate
 
 # The module's environment (AVAILABLE within 240 s, its DAGs parsed within 90 s) starts in
 # the first test's time: more than pytest's default 300 s with that test's own waits.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.timeout(600)]
 
 ENV = "secure"
 

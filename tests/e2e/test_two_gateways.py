@@ -100,7 +100,21 @@ def test_concurrent_creates_of_one_name_make_one_environment(gateways: Gateways)
     assert second.client().list_environments()["Environments"] == names
 
 
-@pytest.mark.slow
+def monitor_rounds(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times of the runtime's monitor rounds from now on (its look for changes made
+    through other gateways ends each round)."""
+    rounds: list[float] = []
+    take_up = runtime._take_up_changes_made_elsewhere
+
+    def counted() -> None:
+        take_up()
+        rounds.append(time.monotonic())
+
+    monkeypatch.setattr(runtime, "_take_up_changes_made_elsewhere", counted)
+    return rounds
+
+
+@pytest.mark.airflow
 @pytest.mark.timeout(600)  # its bounded waits: AVAILABLE 240 s, deletion 120 s, processes 30 s
 def test_each_environment_runs_under_the_airgate_that_created_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,7 +136,10 @@ def test_each_environment_runs_under_the_airgate_that_created_it(
             running_here = {p.pid for p in in_a.find()}
             assert running_here
             with running_airgate(homes["b"], url, runtime_factory=local_runtime) as second:
-                time.sleep(5)  # its recovery and a few monitor rounds
+                # Its recovery ran in start(); wait for three of its monitor rounds (each
+                # looks for work sent to it by other gateways) before checking none acted.
+                rounds = monitor_rounds(second.airgate.runtime, monkeypatch)
+                wait_for(lambda: len(rounds) >= 3, 60, "three monitor rounds of the second")
                 assert status_of(first.client(), "shared") == "AVAILABLE"
                 assert in_b.find() == []
                 assert not (homes["b"] / "environments" / "shared").exists()

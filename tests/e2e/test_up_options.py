@@ -23,7 +23,7 @@ from tests.support import free_port, mwaa_client
 
 # The fixture's bounded waits (airgate answering, the default environment AVAILABLE) count
 # toward the first test's time, with that test's own wait: more than the default 300 s.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.timeout(600)]
 
 REGION = "eu-west-2"
 ACCOUNT = "123456789012"
