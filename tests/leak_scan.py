@@ -3,6 +3,7 @@ file the run produced (airgate's, each environment's Airflow logs, the CLI's) an
 response airgate sent, for the secrets the run issued or sent.
 
 What counts as a leak:
+- an environment's execution-role token (the Authorization its SDKs send for credentials);
 - a secret access key or session token issued during the run: recorded as issued in this
   process, printed by an `airgate` subprocess (`remember_secret`), or found at rest after
   the run in any airgate home below the run's temporary folder (each bootstrap
@@ -30,6 +31,7 @@ from typing import Any
 import pytest
 
 from airgate.auth.identities import Identities
+from airgate.environments.execution_role import ExecutionRoles
 from airgate.logs import JsonFormatter
 from tests.browser import ARTIFACTS
 
@@ -65,6 +67,9 @@ def _record_issued_secrets(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with pytest.MonkeyPatch.context() as patch:
         for method in ("create_access_key", "assume_role", "get_session_token"):
             patch.setattr(Identities, method, _remembering(getattr(Identities, method)))
+        token = ExecutionRoles.token
+        patch.setattr(ExecutionRoles, "token",
+                      lambda roles, record: remember_secret(token(roles, record)))
         yield
     for logger in watched:
         logger.removeHandler(handler)

@@ -7,17 +7,21 @@ model's job, and this is the hot path of every call.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airgate.asgi import MAX_BODY_BYTES, BodyTooLarge, read_body, serve_lifespan
 from airgate.auth.sigv4 import SignedRequest
 from airgate.aws.wire import Response
 from airgate.call import CallRecord
+from airgate.environments.execution_role import ROUTE as EXECUTION_ROLE_ROUTE
+from airgate.environments.execution_role import ExecutionRoles, Refusal
 from airgate.errors import (
     InternalServerException,
     RequestEntityTooLargeException,
@@ -43,10 +47,12 @@ def _signed_request(scope: Scope, body: bytes) -> SignedRequest:
 
 
 def create_app(gateway: Gateway,
-               on_shutdown: Callable[[], Awaitable[None]] | None = None) -> ASGIApp:
+               on_shutdown: Callable[[], Awaitable[None]] | None = None,
+               execution_roles: ExecutionRoles | None = None) -> ASGIApp:
     """An ASGI app that sends every HTTP request, whatever its method and path, to
-    `gateway`. `on_shutdown` runs on the serving event loop as the server stops (to close
-    what lives on that loop)."""
+    `gateway`, but environments' fetches of their execution role's credentials (under
+    EXECUTION_ROLE_ROUTE, when `execution_roles` is given). `on_shutdown` runs on the
+    serving event loop as the server stops (to close what lives on that loop)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -59,7 +65,10 @@ def create_app(gateway: Gateway,
         record = CallRecord(request_id=str(uuid.uuid4()))
         client = scope.get("client")
         source_ip = client[0] if client else "127.0.0.1"
-        response = await respond(scope, receive, source_ip, record)
+        if execution_roles is not None and scope["path"].startswith(EXECUTION_ROLE_ROUTE):
+            response = await _execution_role_credentials(execution_roles, scope, record)
+        else:
+            response = await respond(scope, receive, source_ip, record)
         headers = [(b"x-amzn-requestid", record.request_id.encode())]
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1"))
                     for k, v in response.headers.items()]
@@ -101,3 +110,24 @@ def create_app(gateway: Gateway,
         return gateway.error_response(signed or _signed_request(scope, b""), error, record)
 
     return app
+
+
+async def _execution_role_credentials(roles: ExecutionRoles, scope: Scope,
+                                      record: CallRecord) -> Response:
+    """GET EXECUTION_ROLE_ROUTE<environment>, as AWS SDKs' container credentials provider
+    asks it, with the environment's token as Authorization."""
+    name = scope["path"][len(EXECUTION_ROLE_ROUTE):]
+    record.operation, record.resource = "ExecutionRoleCredentials", name
+    authorization = [value.decode("latin-1") for key, value in scope["headers"]
+                     if key.lower() == b"authorization"]
+    try:
+        if scope["method"] != "GET" or len(authorization) > 1:
+            raise Refusal(400, "InvalidRequest", "GET with at most one Authorization header")
+        answer = await run_in_threadpool(roles.credentials, name,
+                                         authorization[0] if authorization else None)
+    except Refusal as refusal:
+        record.error_code = refusal.code
+        return Response(refusal.status, json.dumps(
+            {"code": refusal.code, "message": refusal.message}).encode(),
+            {"content-type": "application/json"}, refusal.code)
+    return Response(200, json.dumps(answer).encode(), {"content-type": "application/json"})

@@ -64,6 +64,9 @@ class Settings:
     # How environments are isolated (environments/sandbox.py): auto (the best this machine
     # allows, said plainly at start), required (refuse to start without isolation), off.
     sandbox: str = "auto"
+    # How long the sessions environments get of their execution role last (900 to 43200 s,
+    # as STS allows; AWS SDKs fetch a new one before the end).
+    execution_role_session_seconds: int = 3600
 
     @property
     def effective_database_url(self) -> str:
@@ -118,6 +121,9 @@ class Settings:
                                   "release such as 3.2.1")
         if self.sandbox not in ("auto", "required", "off"):
             raise ConfigError(f"sandbox must be auto, required or off, got {self.sandbox!r}")
+        if not 900 <= self.execution_role_session_seconds <= 43200:
+            raise ConfigError("AIRGATE_EXECUTION_ROLE_SESSION_SECONDS must be 900 to 43200, "
+                              f"got {self.execution_role_session_seconds}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port out of range: {self.port}")
         for address in self.forwarded_allow_ips:
@@ -153,6 +159,8 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         tls=env.get("AIRGATE_TLS", "").lower() in ("1", "true", "yes"),
         sandbox=env.get("AIRGATE_SANDBOX", "auto"),
         forwarded_allow_ips=address_list(env.get("AIRGATE_FORWARDED_ALLOW_IPS", "")),
+        execution_role_session_seconds=int(_number(
+            env, "AIRGATE_EXECUTION_ROLE_SESSION_SECONDS", 3600) or 3600),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:

@@ -25,6 +25,7 @@ from airgate.app import create_app
 from airgate.auth.identities import IamError, Identities
 from airgate.auth.secrets import SecretBox, write_private
 from airgate.config import ConfigError, Settings, ensure_writable_home
+from airgate.environments.execution_role import ExecutionRoles
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.local import LocalRuntime
 from airgate.environments.metadata import MetadataDatabases
@@ -173,9 +174,27 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     services = Services([mwaa, StsService(settings.region, identities),
                          IamService(settings.region, identities)], default=mwaa)
     gateway = Gateway(identities, services)
-    app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None)
+    execution_roles = None
+    if isinstance(runtime, LocalRuntime):
+        execution_roles = ExecutionRoles(
+            identities, environments, settings.region, settings.account_id,
+            ExecutionRoles.load_or_create_key(settings.home / "keys" / "execution-roles.key"),
+            _reachable_endpoint(settings), tls.ca_bundle if tls else None,
+            settings.execution_role_session_seconds)
+        runtime.execution_roles = execution_roles
+    app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None,
+                     execution_roles=execution_roles)
     return Airgate(settings, db, identities, environments, runtime, provider, app, generations,
                    fronts, tls)
+
+
+def _reachable_endpoint(settings: Settings) -> str:
+    """airgate's listener as processes on this machine reach it: a wildcard address is
+    reached on loopback."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{settings.scheme}://{host}:{settings.port}"
 
 
 def ensure_bootstrap_admin(settings: Settings, identities: Identities) -> dict[str, str]:

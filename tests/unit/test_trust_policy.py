@@ -26,6 +26,9 @@ BOB = Caller(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/team/bob")
 SESSION = Caller(ACCOUNT, f"arn:aws:sts::{ACCOUNT}:assumed-role/Ops/night",
                  role_arn=f"arn:aws:iam::{ACCOUNT}:role/Ops")
 STRANGER = Caller("210987654321", "arn:aws:iam::210987654321:user/alice")
+MWAA = Caller.of_service("airflow.amazonaws.com")
+MWAA_ENV = Caller.of_service("airflow-env.amazonaws.com")
+MWAA_MIXED_CASE = Caller.of_service("Airflow.AmazonAWS.com")
 
 
 def trust(*statements: dict[str, Any]) -> str:
@@ -65,10 +68,33 @@ ALLOW, IMPLICIT, DENY = Decision.ALLOW, Decision.IMPLICIT_DENY, Decision.EXPLICI
     ({"Service": ["airflow.amazonaws.com", "airflow-env.amazonaws.com"]}, ALICE,
      (IMPLICIT, False)),
     ({"Federated": "arn:aws:iam::123456789012:oidc-provider/x"}, ALICE, (IMPLICIT, False)),
+    # ... but take in the service itself, as airgate plays it for an environment.
+    ({"Service": ["airflow.amazonaws.com", "airflow-env.amazonaws.com"]}, MWAA, (ALLOW, True)),
+    ({"Service": ["airflow.amazonaws.com", "airflow-env.amazonaws.com"]}, MWAA_ENV,
+     (ALLOW, True)),
+    ({"Service": "AIRFLOW.amazonaws.com"}, MWAA_MIXED_CASE, (ALLOW, True)),
+    ({"Service": "ecs-tasks.amazonaws.com"}, MWAA, (IMPLICIT, False)),
+    ({"AWS": ACCOUNT}, MWAA, (IMPLICIT, False)),
+    ({"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, MWAA, (IMPLICIT, False)),
+    ("*", MWAA, (ALLOW, False)),
 ])
 def test_who_a_principal_takes_in(principal: Any, caller: Caller,
                                   expected: tuple[Decision, bool]) -> None:
     assert decide(trust(allow(principal)), caller) == expected
+
+
+def test_a_service_s_source_conditions() -> None:
+    """The confused-deputy guard MWAA's user guide puts in an execution role's trust."""
+    document = trust(allow({"Service": "airflow-env.amazonaws.com"}, Condition={
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:airflow:us-east-1:{ACCOUNT}:environment/a*"}}))
+    source = f"arn:aws:airflow:us-east-1:{ACCOUNT}:environment/"
+    assert decide(document, MWAA_ENV, **{"aws:SourceAccount": ACCOUNT,
+                                         "aws:SourceArn": source + "alpha"}) == (ALLOW, True)
+    assert decide(document, MWAA_ENV, **{"aws:SourceAccount": ACCOUNT,
+                                         "aws:SourceArn": source + "beta"}) == (IMPLICIT, False)
+    assert decide(document, MWAA_ENV, **{"aws:SourceAccount": "210987654321",
+                                         "aws:SourceArn": source + "alpha"}) == (IMPLICIT, False)
 
 
 def test_external_id_condition() -> None:

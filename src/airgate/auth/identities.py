@@ -461,6 +461,13 @@ class Identities:
                 },
             }
 
+    def end_role_session(self, access_key_id: str) -> None:
+        """Revoke the temporary credentials of one role session at once (an execution
+        role its environment may no longer use); nothing if they are already gone."""
+        with self._changing() as session:
+            session.execute(delete(AccessKey).where(
+                AccessKey.access_key_id == access_key_id, AccessKey.role_id.is_not(None)))
+
     def get_session_token(self, user_name: str, duration_seconds: int) -> dict[str, Any]:
         """Temporary credentials of a user, with the user's permissions (STS
         GetSessionToken)."""

@@ -114,6 +114,12 @@ class Caller:
     account: str
     arn: str  # a user's ARN, or a role session's: arn:aws:sts::ACCOUNT:assumed-role/ROLE/NAME
     role_arn: str | None = None  # for a role session: the role's ARN
+    service: str | None = None  # a service principal (airflow.amazonaws.com), not an ARN
+
+    @classmethod
+    def of_service(cls, service: str) -> Caller:
+        """An AWS service acting on airgate's behalf, as a `Service` principal names it."""
+        return cls(account="", arn=service.lower(), service=service.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,13 +573,19 @@ class _Match(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class _Principals:
-    """A `Principal` element. Only `AWS` principals can be airgate's callers: `Service`,
-    `Federated` and `CanonicalUser` entries are valid but name nobody who signs here."""
+    """A `Principal` element. `AWS` principals are airgate's signed callers; `Service`
+    principals are services airgate plays itself (MWAA assuming an environment's execution
+    role); `Federated` and `CanonicalUser` entries are valid but name nobody here."""
 
     everyone: bool  # "*" or {"AWS": "*"}
     aws: frozenset[str]  # account ids and principal ARNs
+    services: frozenset[str] = frozenset()  # e.g. airflow.amazonaws.com
 
     def match(self, caller: Caller) -> _Match:
+        if caller.service is not None:
+            if caller.service in self.services:
+                return _Match.DIRECT
+            return _Match.INDIRECT if self.everyone or "*" in self.services else _Match.NONE
         if caller.arn in self.aws:
             return _Match.DIRECT
         if self.everyone or caller.role_arn in self.aws or caller.account in self.aws \
@@ -591,6 +603,7 @@ def _parse_principals(value: Any) -> _Principals:
         raise MalformedPolicyDocument("Invalid principal in policy.")
     everyone = False
     aws: set[str] = set()
+    services: set[str] = set()
     for kind, entries in value.items():
         if kind not in _PRINCIPAL_KINDS:
             raise MalformedPolicyDocument(f"Invalid principal in policy: {kind!r}.")
@@ -599,6 +612,8 @@ def _parse_principals(value: Any) -> _Principals:
                 if not entry or ("*" in entry and entry != "*"):
                     raise MalformedPolicyDocument(
                         f'Invalid principal in policy: "{kind}":"{entry}"')
+                if kind == "Service":
+                    services.add(entry.lower())  # service names are not case-sensitive
                 continue
             if entry == "*":
                 everyone = True
@@ -607,7 +622,7 @@ def _parse_principals(value: Any) -> _Principals:
                 aws.add(entry)
             else:
                 raise MalformedPolicyDocument(f'Invalid principal in policy: "AWS":"{entry}"')
-    return _Principals(everyone, frozenset(aws))
+    return _Principals(everyone, frozenset(aws), frozenset(services))
 
 
 # --- statements and policies --------------------------------------------------------------

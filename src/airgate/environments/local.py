@@ -34,6 +34,7 @@ from airgate.environments.airflow_config import (
     check_options,
     option_variables,
 )
+from airgate.environments.execution_role import ExecutionRoles
 from airgate.environments.layout import EnvironmentLayout, free_port, port_is_free
 from airgate.environments.leftovers import end_processes_with_home
 from airgate.environments.metadata import MetadataDatabases, Snapshot
@@ -106,6 +107,8 @@ class LocalRuntime:
         self._busy: collections.Counter[str] = collections.Counter()
         self._guard = threading.Lock()
         self._closing = threading.Event()
+        # Set by the server when environments act as their execution roles.
+        self.execution_roles: ExecutionRoles | None = None
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="env-monitor")
         self._monitor.start()
 
@@ -326,6 +329,8 @@ class LocalRuntime:
 
     def _delete(self, name: str) -> None:
         self._stop(name)
+        if self.execution_roles is not None:
+            self.execution_roles.forget(name)
         layout = self._layout(name)
         self._end_leftovers(name)
         shutil.rmtree(layout.root, ignore_errors=True)
@@ -370,6 +375,13 @@ class LocalRuntime:
             spec, layout, placement, major, dags_folder,
             layout.fernet_key.read_text().strip(), interpreter, self._environ, database,
             sandbox.user)
+
+        if self.execution_roles is not None:
+            # Before the startup script, which may still set credentials of its own.
+            variables, said = self.execution_roles.variables(record, layout.own_key.parent)
+            env.update(variables)
+            with setup_log.open("a") as log:
+                log.write(f"airgate: {said}\n")
 
         # Plugins first: requirements may name wheels shipped in plugins.zip, as on MWAA.
         plugins = layout.root / "plugins.zip"
