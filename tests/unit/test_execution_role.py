@@ -198,3 +198,20 @@ def test_a_deleted_environment_s_session_ends(world: World) -> None:
     answer = world.fetch(alpha)
     world.roles.forget("alpha")
     assert world.caller(answer) is None
+
+
+def test_over_tls_the_sdks_trust_airgate_s_ca_and_everyone_else_s(world: World,
+                                                                   tmp_path: Path) -> None:
+    import certifi
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nairgate's own CA\n-----END CERTIFICATE-----\n")
+    roles = ExecutionRoles(world.identities, world.store, "us-east-1", ACCOUNT, b"k" * 32,
+                           "https://10.0.0.5:8999", ca_bundle=ca)
+    variables, _ = roles.variables(world.environment("alpha"), tmp_path / "keys")
+    assert variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == \
+        f"https://10.0.0.5:8999{ROUTE}alpha"  # any host will do over https
+    bundle = Path(variables["AWS_CA_BUNDLE"])
+    assert bundle == tmp_path / "keys" / "ca-bundle.pem"
+    text = bundle.read_text()
+    assert text.startswith(Path(certifi.where()).read_text()) and text.endswith(ca.read_text())
