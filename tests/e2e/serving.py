@@ -1,9 +1,11 @@
 """What several end-to-end modules share: airgate with a real environment serving
-examples/dags, and the standard AWS variables a separate client process gets."""
+examples/dags, the standard AWS variables a separate client process gets, and Airflow's REST
+API in several environments through InvokeRestApi."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -50,3 +52,27 @@ def standard_aws_variables(server: RunningAirgate, credentials: dict[str, str],
     if tls is not None:
         env.update(AWS_CA_BUNDLE=str(tls.ca_bundle), REQUESTS_CA_BUNDLE=str(tls.ca_bundle))
     return env
+
+
+class ThroughInvokeRestApi:
+    """Airflow's REST API in any of the server's environments, as its administrator."""
+
+    def __init__(self, server: RunningAirgate) -> None:
+        self.server = server
+        self.mwaa = server.client()
+
+    def invoke(self, env: str, method: str, path: str, **more: Any) -> Any:
+        return self.mwaa.invoke_rest_api(Name=env, Method=method, Path=path,
+                                         **more)["RestApiResponse"]
+
+    def states_in(self, env: str, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """The state of each task of a run."""
+        answer = self.invoke(env, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
+
+    def log_in(self, env: str, dag_id: str, run_id: str, task_id: str) -> str:
+        """A task's first try's log, whole entries (an exception's message is not in the
+        entry's "event")."""
+        answer = self.invoke(env, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/"
+                             f"{task_id}/logs/1", QueryParameters={"full_content": True})
+        return "\n".join(json.dumps(line) for line in answer["content"])

@@ -20,10 +20,10 @@ import pytest
 
 from airgate.server import local_runtime
 from tests.e2e.aws_clients import ACCOUNT, policy, role_arn
-from tests.e2e.serving import EXAMPLES
+from tests.e2e.serving import EXAMPLES, ThroughInvokeRestApi
 from tests.e2e.test_invoke_rest_api import ROLE_ARN
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
-from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
+from tests.support import POSTGRES_ADMIN_URL, running_airgate
 
 # Two environments start, then real runs in both: minutes on a loaded 2-core machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.postgres,
@@ -113,16 +113,8 @@ with DAG(dag_id="credentials_probe", schedule=None, catchup=False, start_date=ST
 """
 
 
-class Roles:
+class Roles(ThroughInvokeRestApi):
     """airgate with A (the DAGs above, acting as its execution role) and B (examples)."""
-
-    def __init__(self, server: RunningAirgate) -> None:
-        self.server = server
-        self.mwaa = server.client()
-
-    def invoke(self, env: str, method: str, path: str, **more: Any) -> Any:
-        return self.mwaa.invoke_rest_api(Name=env, Method=method, Path=path,
-                                         **more)["RestApiResponse"]
 
     def run_in_a(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """Trigger `dag_id` in A and wait for its run to finish; its run id."""
@@ -135,13 +127,10 @@ class Roles:
         return run_id
 
     def states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        answer = self.invoke(A, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
+        return self.states_in(A, dag_id, run_id)
 
     def log(self, dag_id: str, run_id: str, task_id: str) -> str:
-        answer = self.invoke(A, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/"
-                             f"{task_id}/logs/1", QueryParameters={"full_content": True})
-        return "\n".join(json.dumps(line) for line in answer["content"])
+        return self.log_in(A, dag_id, run_id, task_id)
 
 
 @pytest.fixture(scope="module")

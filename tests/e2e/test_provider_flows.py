@@ -25,10 +25,10 @@ import pytest
 
 from airgate.server import local_runtime
 from tests.e2e.aws_clients import ACCOUNT, policy, role_arn, trust, user_arn
-from tests.e2e.serving import EXAMPLES
+from tests.e2e.serving import EXAMPLES, ThroughInvokeRestApi
 from tests.e2e.test_invoke_rest_api import ROLE_ARN
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
-from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
+from tests.support import POSTGRES_ADMIN_URL, running_airgate
 
 # Each test waits for real runs in two environments (the first also for both environments to
 # start): minutes on a loaded 2-core machine, more than the suite's default 300 s.
@@ -113,16 +113,8 @@ with DAG(dag_id="as_viewer", schedule=None, catchup=False, start_date=START):
 """
 
 
-class Flows:
+class Flows(ThroughInvokeRestApi):
     """airgate with environments A (the DAGs above) and B (examples/dags)."""
-
-    def __init__(self, server: RunningAirgate) -> None:
-        self.server = server
-        self.mwaa = server.client()
-
-    def invoke(self, env: str, method: str, path: str, **more: Any) -> Any:
-        return self.mwaa.invoke_rest_api(Name=env, Method=method, Path=path,
-                                         **more)["RestApiResponse"]
 
     def pause(self, env: str, dag_id: str, paused: bool) -> None:
         self.invoke(env, "PATCH", f"/dags/{dag_id}", Body={"is_paused": paused})
@@ -136,14 +128,10 @@ class Flows:
         return answer
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        answer = self.invoke(A, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
+        return self.states_in(A, dag_id, run_id)
 
     def log(self, dag_id: str, run_id: str, task_id: str) -> str:
-        answer = self.invoke(A, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/"
-                             f"{task_id}/logs/1", QueryParameters={"full_content": True})
-        # Whole entries: an exception's message is not in the entry's "event".
-        return "\n".join(json.dumps(line) for line in answer["content"])
+        return self.log_in(A, dag_id, run_id, task_id)
 
     def finished_in_a(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """A's run once it has finished: the state of each of its tasks."""
