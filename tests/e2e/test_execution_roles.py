@@ -1,12 +1,12 @@
 """Execution roles end to end: DAGs in environment A, with no connection and no key
 configured, act as A's ExecutionRoleArn, as on MWAA. The Amazon provider's
-MwaaTriggerDagRunOperator and MwaaDagRunSensor (deferrable, in the triggerer with
-aiobotocore) reach environment B through airgate with the role's temporary credentials,
-fetched by botocore's own container credentials provider; B's run names A's role session as
-its triggering user; taking the permission from the role makes the same task fail with
-AccessDenied; the credentials are temporary and refreshed without a restart; A can't get B's
-credentials, nor find B's token. B's own execution role is not in airgate's IAM: B gets
-nothing, and its setup log says so."""
+MwaaTriggerDagRunOperator and MwaaDagRunSensor (poking in a task, and deferrable in the
+triggerer with aiobotocore) reach environment B through airgate with the role's temporary
+credentials, fetched by botocore's own container credentials provider; B's run names A's
+role session as its triggering user; taking the permission from the role makes the same
+task fail with AccessDenied; the credentials are temporary and refreshed without a restart;
+A can't get B's credentials, nor find B's token. B's own execution role is not in airgate's
+IAM: B gets nothing, and its setup log says so."""
 
 from __future__ import annotations
 
@@ -58,13 +58,14 @@ START = pendulum.datetime(2024, 1, 1, tz="UTC")
 RUN = "{{ dag_run.conf['run'] }}"
 
 with DAG(dag_id="trigger_and_sense", schedule=None, catchup=False, start_date=START):
+    remote = {"external_env_name": OTHER, "external_dag_id": "any_bash_command",
+              "external_dag_run_id": RUN, "poke_interval": 2, "max_retries": 150}
     MwaaTriggerDagRunOperator(
         task_id="trigger", env_name=OTHER, trigger_dag_id="any_bash_command",
         trigger_run_id=RUN, logical_date="{{ dag_run.run_after.isoformat() }}",
         conf={"command": "echo from A"}, wait_for_completion=False
-    ) >> MwaaDagRunSensor(
-        task_id="sense", external_env_name=OTHER, external_dag_id="any_bash_command",
-        external_dag_run_id=RUN, deferrable=True, poke_interval=2, max_retries=150)
+    ) >> [MwaaDagRunSensor(task_id="sense", deferrable=True, **remote),
+          MwaaDagRunSensor(task_id="poke", timeout=600, **remote)]
 
 with DAG(dag_id="trigger_only", schedule=None, catchup=False, start_date=START):
     MwaaTriggerDagRunOperator(
@@ -168,7 +169,7 @@ def test_a_dag_triggers_and_senses_another_environment_as_its_role(roles: Roles)
     remote = f"from_a__{uuid.uuid4()}"
     run_id = roles.run_in_a("trigger_and_sense", {"run": remote})
     states = roles.states("trigger_and_sense", run_id)
-    assert states == {"trigger": "success", "sense": "success"}, "\n".join(
+    assert states == {"trigger": "success", "sense": "success", "poke": "success"}, "\n".join(
         roles.log("trigger_and_sense", run_id, task) for task in states)
     triggered = roles.invoke(B, "GET", f"/dags/{REMOTE_DAG}/dagRuns/{remote}")
     assert (triggered["state"], triggered["triggering_user_name"]) == ("success", SESSION)
