@@ -35,8 +35,8 @@ class Clock:
 
 class World:
     def __init__(self, tmp_path: Path) -> None:
-        _, self.identities, generations = open_state(Settings(home=tmp_path / "home"))
-        self.store = EnvironmentStore(_, generations)
+        db, self.identities, generations = open_state(Settings(home=tmp_path / "home"))
+        self.store = EnvironmentStore(db, generations)
         self.clock = Clock()
         self.roles = ExecutionRoles(self.identities, self.store, "us-east-1", ACCOUNT,
                                     b"k" * 32, ENDPOINT, clock=self.clock)
@@ -196,8 +196,24 @@ def test_source_conditions_pick_the_environment(world: World) -> None:
 def test_a_deleted_environment_s_session_ends(world: World) -> None:
     alpha = world.environment("alpha")
     answer = world.fetch(alpha)
-    world.roles.forget("alpha")
+    beta = world.environment("beta")
+    kept = world.fetch(beta)
+    world.roles.forget(alpha)
     assert world.caller(answer) is None
+    assert world.caller(kept) == f"arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/beta"
+
+
+def test_sessions_given_before_a_restart_are_revoked_too(world: World) -> None:
+    alpha = world.environment("alpha")
+    before = world.fetch(alpha)
+    restarted = ExecutionRoles(world.identities, world.store, "us-east-1", ACCOUNT,
+                               b"k" * 32, ENDPOINT)
+    world.identities.update_assume_role_policy(ROLE, json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": ACCOUNT}}]}))
+    with pytest.raises(Refusal):
+        restarted.credentials("alpha", restarted.token(alpha))
+    assert world.caller(before) is None
 
 
 def test_over_tls_the_sdks_trust_airgate_s_ca_and_everyone_else_s(world: World,

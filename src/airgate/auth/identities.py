@@ -461,12 +461,15 @@ class Identities:
                 },
             }
 
-    def end_role_session(self, access_key_id: str) -> None:
-        """Revoke the temporary credentials of one role session at once (an execution
-        role its environment may no longer use); nothing if they are already gone."""
+    def end_role_sessions(self, role_arn: str, session_name: str) -> None:
+        """Revoke at once every unexpired session of the role called `session_name` (an
+        execution role its environment may no longer use); nothing if there is none."""
+        role = self.role_named_by(role_arn)
+        if role is None:
+            return  # a deleted role's sessions went with it
         with self._changing() as session:
             session.execute(delete(AccessKey).where(
-                AccessKey.access_key_id == access_key_id, AccessKey.role_id.is_not(None)))
+                AccessKey.role_id == role["RoleId"], AccessKey.session_name == session_name))
 
     def get_session_token(self, user_name: str, duration_seconds: int) -> dict[str, Any]:
         """Temporary credentials of a user, with the user's permissions (STS

@@ -11,11 +11,12 @@ services at airgate; every other service keeps its usual endpoint.
 
 Each fetch checks again that the role exists and that its trust policy lets MWAA's service
 principals (`airflow.amazonaws.com`, `airflow-env.amazonaws.com`) assume it for this
-environment (`aws:SourceAccount`, `aws:SourceArn`). When it no longer does, the session
-issued to the environment is revoked at once and the fetch is refused; a deleted role's
-sessions end with it. What the credentials may do is the role's policies, evaluated on every
-call. The session is named after the environment, so another environment's Airflow sees
-`assumed-role/ROLE/ENVIRONMENT` as its caller.
+environment (`aws:SourceAccount`, `aws:SourceArn`). When it no longer does, every session
+of the role named after the environment is revoked at once (in the store, so an airgate
+restart forgets none) and the fetch is refused; a deleted role's sessions end with it. What
+the credentials may do is the role's policies, evaluated on every call. The session is named
+after the environment, so another environment's Airflow sees `assumed-role/ROLE/ENVIRONMENT`
+as its caller.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import certifi
 
 from airgate.auth.identities import Identities
 from airgate.auth.policy import AuthorizationRequest, Caller, Decision, evaluate_trust
+from airgate.auth.secrets import write_private
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.errors import ResourceNotFoundException
 from airgate.logs import log_fields
@@ -65,7 +67,6 @@ class Refusal(Exception):
 @dataclass(frozen=True, slots=True)
 class _Session:
     role_arn: str
-    access_key_id: str
     answer: dict[str, str]  # as the container credentials provider reads it
     expires: datetime.datetime
 
@@ -87,16 +88,13 @@ class ExecutionRoles:
         self._session_seconds = session_seconds
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._sessions: dict[str, _Session] = {}  # the one given out now, per environment
-        self._issued: dict[str, list[_Session]] = {}  # every one that may not have run out
         self._guard = threading.Lock()
 
     @staticmethod
     def load_or_create_key(path: Path) -> bytes:
         """The key environments' tokens are derived from, made once per airgate home."""
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_bytes(secrets.token_bytes(32))
+            write_private(path, secrets.token_bytes(32))
         return path.read_bytes()
 
     # --- what an environment is given -------------------------------------------------
@@ -154,7 +152,7 @@ class ExecutionRoles:
             try:
                 role_name, role_arn = self._check_role(record)
             except Refusal:
-                self._end(name)
+                self._end(record)
                 raise
             session = self._sessions.get(name)
             now = self._clock()
@@ -162,8 +160,6 @@ class ExecutionRoles:
                     or session.expires - now < REUSE_MARGIN:
                 session = self._issue(record, role_name, role_arn)
                 self._sessions[name] = session
-                self._issued[name] = [*(older for older in self._issued.get(name, ())
-                                        if older.expires > now), session]
             return session.answer
 
     def _check_role(self, record: EnvironmentRecord) -> tuple[str, str]:
@@ -186,14 +182,14 @@ class ExecutionRoles:
     def _issue(self, record: EnvironmentRecord, role_name: str, role_arn: str) -> _Session:
         # The session it replaces is left to run out (unless the role is taken away):
         # another process of the environment may have fetched it a moment ago.
-        issued = self._identities.assume_role(role_name, record.name[:_SESSION_NAME_MAX],
+        issued = self._identities.assume_role(role_name, _session_name(record),
                                               self._session_seconds)
         credentials = issued["Credentials"]
         expires: datetime.datetime = credentials["Expiration"]
         log_fields(_log, "execution role session issued", environment=record.name,
                    role=role_arn, access_key_id=credentials["AccessKeyId"],
                    expires=expires.isoformat())
-        return _Session(role_arn, credentials["AccessKeyId"], {
+        return _Session(role_arn, {
             "AccessKeyId": credentials["AccessKeyId"],
             "SecretAccessKey": credentials["SecretAccessKey"],
             "Token": credentials["SessionToken"],
@@ -201,17 +197,20 @@ class ExecutionRoles:
             "RoleArn": role_arn,
         }, expires)
 
-    def _end(self, name: str) -> None:
-        """Revoke every session given to `name` that may not have run out: its role may no
-        longer be used."""
-        self._sessions.pop(name, None)
-        for session in self._issued.pop(name, ()):
-            self._identities.end_role_session(session.access_key_id)
+    def _end(self, record: EnvironmentRecord) -> None:
+        """Revoke every session the environment was given: its role may no longer be used."""
+        self._sessions.pop(record.name, None)
+        self._identities.end_role_sessions(str(record.spec.get("ExecutionRoleArn", "")),
+                                           _session_name(record))
 
-    def forget(self, name: str) -> None:
-        """The environment was deleted: its session ends with it."""
+    def forget(self, record: EnvironmentRecord) -> None:
+        """The environment is being deleted: its sessions end with it."""
         with self._guard:
-            self._end(name)
+            self._end(record)
+
+
+def _session_name(record: EnvironmentRecord) -> str:
+    return record.name[:_SESSION_NAME_MAX]
 
 
 def _unreachable(endpoint: str) -> str | None:

@@ -330,7 +330,8 @@ class LocalRuntime:
     def _delete(self, name: str) -> None:
         self._stop(name)
         if self.execution_roles is not None:
-            self.execution_roles.forget(name)
+            with contextlib.suppress(ResourceNotFoundException):
+                self.execution_roles.forget(self._store.get(name))
         layout = self._layout(name)
         self._end_leftovers(name)
         shutil.rmtree(layout.root, ignore_errors=True)
