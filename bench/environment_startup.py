@@ -1,25 +1,32 @@
 """Seconds from CreateEnvironment to AVAILABLE, against starting the same Airflow directly,
-and the memory of an idle environment.
+and the memory of an idle environment, part by part.
 
     .venv/bin/python bench/environment_startup.py [--runs 3]
 
 Both sides run in the same invocation, one after the other: airgate (boto3 CreateEnvironment,
 polling GetEnvironment) and "direct" (airflow db migrate, then the four components started by
 hand with the same configuration, polling Airflow's health endpoint). The ratio is what the
-control plane costs; the machine's noise cancels out of it better than out of the seconds.
+control plane costs, or saves; the machine's noise cancels out of it better than out of the
+seconds. Every run is a new airgate home sharing one folder of migrated metadata templates
+(environments/templates.py): a first, extra run makes the template (its time is printed on
+its own), the runs after it start from copies, as every environment after a version's first
+does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -42,11 +49,16 @@ SPEC = {"ExecutionRoleArn": "arn:aws:iam::000000000000:role/airflow",
 
 
 def through_airgate(home: Path, name: str, sandbox: str = "auto",
-                    version: str | None = None) -> tuple[float, dict[str, float]]:
+                    version: str | None = None) -> tuple[float, dict[str, Any]]:
     (home / "buckets" / "bench" / "dags").mkdir(parents=True, exist_ok=True)
+    TEMPLATES.mkdir(parents=True, exist_ok=True)
+    (home / "templates").symlink_to(TEMPLATES)
     if version is not None:  # an installed runtime, shared by the runs (not timed here)
         (home / "runtimes").mkdir(parents=True, exist_ok=True)
         (home / "runtimes" / version).symlink_to(RUNTIMES / version)
+    steps = StartSteps()
+    logging.getLogger("airgate.runtime").addHandler(steps)
+    logging.getLogger("airgate.runtime").setLevel(logging.INFO)
     with running_airgate(home, runtime_factory=local_runtime, sandbox=sandbox) as server:
         mwaa = server.client()
         started = time.perf_counter()
@@ -60,12 +72,28 @@ def through_airgate(home: Path, name: str, sandbox: str = "auto",
         time.sleep(20)  # let it settle into idle
         runtime = server.airgate.runtime
         assert isinstance(runtime, LocalRuntime)
-        memory = tree_memory(runtime.pids(name).values())
+        memory = tree_memory(runtime.pids(name))
+    memory["steps"] = steps.seconds
+    logging.getLogger("airgate.runtime").removeHandler(steps)
     return elapsed, memory
+
+
+class StartSteps(logging.Handler):
+    """The seconds of each step of an environment's start, as airgate logs them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "environment started":
+            self.seconds = dict(getattr(record, "fields", {}).get("seconds", {}))
 
 
 # Airflow runtimes other than airgate's own, installed once for every benchmark run.
 RUNTIMES = Path(tempfile.gettempdir()) / "airgate-bench-runtimes"
+# Migrated metadata templates, made by this invocation's first run for the runs after it.
+TEMPLATES = Path(tempfile.gettempdir()) / f"airgate-bench-templates-{os.getpid()}"
 
 
 def install_runtime(version: str) -> float | None:
@@ -122,19 +150,30 @@ def directly(root: Path) -> float:
             process.wait(timeout=30)
 
 
-def tree_memory(pids: object) -> dict[str, float]:
-    """Resident (RSS) and proportional (PSS, shared pages split) MiB over the trees."""
+def tree_memory(components: dict[str, int]) -> dict[str, Any]:
+    """Resident (RSS) and proportional (PSS, shared pages split) MiB over each component's
+    process tree (the sandbox's own small processes included), and PSS per process."""
     rss = pss = 0.0
-    for pid in pids:  # type: ignore[attr-defined]
+    parts: dict[str, float] = {}
+    for component, pid in components.items():
         root = psutil.Process(pid)
         for process in [root, *root.children(recursive=True)]:
             try:
                 info = process.memory_full_info()
+                title = " ".join(process.cmdline()[:3])[:60]
             except psutil.NoSuchProcess:
                 continue
             rss += info.rss
             pss += getattr(info, "pss", info.rss)
-    return {"rss_mib": rss / 2**20, "pss_mib": pss / 2**20}
+            key = f"{component}: {title}"
+            parts[key] = parts.get(key, 0.0) + getattr(info, "pss", info.rss) / 2**20
+    return {"rss_mib": rss / 2**20, "pss_mib": pss / 2**20, "pss_by_process_mib": parts}
+
+
+def statistics_by_key(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each key over the runs (0 in a run that lacked it)."""
+    keys = list(dict.fromkeys(key for run in runs for key in run))
+    return {key: statistics.median(run.get(key, 0.0) for run in runs) for key in keys}
 
 
 def main() -> None:
@@ -151,6 +190,9 @@ def main() -> None:
     version = args.airflow_version
     install_seconds = install_runtime(version) if version else None
     airgate_times, direct_times, memories = [], [], []
+    with tempfile.TemporaryDirectory() as scratch:  # makes the template; timed apart
+        first, _ = through_airgate(Path(scratch) / "home", "bench-first", args.sandbox, version)
+    print(f"first environment of its version (template made): {first:.1f} s", flush=True)
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as scratch:
             seconds, memory = through_airgate(Path(scratch) / "home", f"bench-{run}",
@@ -181,6 +223,13 @@ def main() -> None:
               f"{install_seconds:>10.1f} |")
     print(f"| {'idle environment RSS, MiB (shared counted)':<44} | {rss:>10.0f} |")
     print(f"| {'idle environment PSS, MiB (shared split)':<44} | {pss:>10.0f} |")
+    print(f"| {'first environment of a version, s':<44} | {first:>10.1f} |")
+    steps = statistics_by_key([m["steps"] for m in memories])
+    for step, seconds in steps.items():
+        print(f"| {'  step ' + step + ', s':<44} | {seconds:>10.2f} |")
+    parts = statistics_by_key([m["pss_by_process_mib"] for m in memories])
+    for part, mib in sorted(parts.items(), key=lambda item: -item[1]):
+        print(f"| {'  PSS ' + part:<44} | {mib:>10.0f} |")
     print(f"| {'target: AVAILABLE under 20 s':<44} | {'met' if a < 20 else 'NOT MET':>10} |")
     if args.json:
         args.json.write_text(json.dumps({
@@ -188,8 +237,13 @@ def main() -> None:
             "airgate_seconds": a, "direct_seconds": d if direct_times else None,
             "ratio": a / d if direct_times else None,
             "environment_rss_mib": rss, "environment_pss_mib": pss,
+            "pss_by_process_mib": parts, "first_environment_seconds": first,
+            "steps": steps,
             "runs": {"airgate": airgate_times, "direct": direct_times}}, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(TEMPLATES, ignore_errors=True)

@@ -69,12 +69,13 @@ def start_airgate(home: Path, port: int, *options: str) -> subprocess.Popen[byte
     raise RuntimeError("airgate did not start")
 
 
-def environment_port(home: Path) -> int:
+def environment_port(home: Path, environment: str = ENV) -> int:
+    """The port of the environment's api-server, as airgate's store has it."""
     import sqlite3
 
     with sqlite3.connect(home / "airgate.db") as connection:
         (runtime,) = connection.execute("SELECT runtime FROM environments WHERE name = ?",
-                                        (ENV,)).fetchone()
+                                        (environment,)).fetchone()
     return int(json.loads(runtime)["Ports"]["api"])
 
 

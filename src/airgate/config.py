@@ -67,6 +67,9 @@ class Settings:
     # How long the sessions environments get of their execution role last (900 to 43200 s,
     # as STS allows; AWS SDKs fetch a new one before the end).
     execution_role_session_seconds: int = 3600
+    # New environments start from a copy of metadata migrated once per Airflow version
+    # (environments/templates.py); False: each migrates an empty database.
+    metadata_templates: bool = True
 
     @property
     def effective_database_url(self) -> str:
@@ -161,6 +164,8 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         forwarded_allow_ips=address_list(env.get("AIRGATE_FORWARDED_ALLOW_IPS", "")),
         execution_role_session_seconds=int(_number(
             env, "AIRGATE_EXECUTION_ROLE_SESSION_SECONDS", 3600) or 3600),
+        metadata_templates=env.get("AIRGATE_METADATA_TEMPLATES", "1").lower()
+        not in ("0", "false", "no"),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:

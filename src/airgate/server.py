@@ -34,6 +34,7 @@ from airgate.environments.sandbox import SandboxUnavailable
 from airgate.environments.sandbox import detect as detect_sandbox
 from airgate.environments.sources import BucketFolders, S3Objects, uses_s3
 from airgate.environments.store import EnvironmentStore
+from airgate.environments.templates import MetadataTemplates
 from airgate.environments.versions import AirflowRuntimes
 from airgate.gateway import Gateway
 from airgate.listen import uvicorn_config
@@ -141,9 +142,11 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
         sandbox = detect_sandbox(settings.sandbox, installation)
     except SandboxUnavailable as error:
         raise ConfigError(str(error)) from None
+    databases = MetadataDatabases(settings.airflow_database_url, installation)
+    templates = (MetadataTemplates(settings.home / "templates", databases)
+                 if settings.metadata_templates else None)
     return LocalRuntime(settings.home, store, sources=sources, runtimes=runtimes,
-                        databases=MetadataDatabases(settings.airflow_database_url,
-                                                    installation),
+                        databases=databases, templates=templates,
                         web_scheme=settings.scheme, installation=installation,
                         sandbox=sandbox, web_host=settings.host)
 

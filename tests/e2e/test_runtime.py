@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from airgate.environments.local import LocalRuntime
-from airgate.server import local_runtime
+from airgate.server import default_airflow_version, local_runtime
 from tests.support import RunningAirgate, running_airgate
 
 # The tests' bounded waits (an environment AVAILABLE within 240 s, then a DAG parsed, a
@@ -27,6 +27,7 @@ from tests.support import RunningAirgate, running_airgate
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.timeout(900)]
 
 ENV = "pipeline"
+AIRFLOW_VERSION = default_airflow_version()
 BUCKET = "arn:aws:s3:::data-team"
 DAG = '''
 import pendulum
@@ -36,6 +37,16 @@ from airflow.sdk import DAG
 with DAG(dag_id="hello_airgate", schedule=None, catchup=False,
          start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
     BashOperator(task_id="say_hello", bash_command="echo hello from $AIRFLOW_HOME")
+'''
+DEFERRED_DAG = '''
+import pendulum
+from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
+from airflow.sdk import DAG
+
+with DAG(dag_id="deferred_airgate", schedule=None, catchup=False,
+         start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
+    DateTimeSensorAsync(task_id="wait", target_time="{{ (macros.datetime.utcnow()"
+                        " + macros.timedelta(minutes=30)).isoformat() }}")
 '''
 
 
@@ -111,6 +122,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     dags = harness.home / "buckets" / "data-team" / "dags"
     dags.mkdir(parents=True)
     (dags / "hello_airgate.py").write_text(DAG)
+    (dags / "deferred_airgate.py").write_text(DEFERRED_DAG)
     harness.start()
     yield harness
     harness.stop()
@@ -125,7 +137,7 @@ def test_create_and_run_a_dag(harness: Harness) -> None:
     mwaa = harness.server.client()
     # How long this takes is bench/environment_startup.py's business, not a test's.
     mwaa.create_environment(**create_args(ENV, AirflowConfigurationOptions={
-        "core.default_task_retries": "0"}))
+        "core.default_task_retries": "0", "core.default_pool_task_slot_count": "7"}))
     assert status_of(mwaa, ENV) == "CREATING"
     environment = wait_for_status(mwaa, ENV, "AVAILABLE")
     assert environment["LastUpdate"]["Status"] == "SUCCESS"
@@ -146,6 +158,39 @@ def test_create_and_run_a_dag(harness: Harness) -> None:
         assert final["triggering_user_name"] == "user/e2e"
         assert airflow.post("/variables", json={"key": "kept", "value": "across restarts"}) \
             .status_code == 201
+        # The metadata began as a copy of a template migrated once for this Airflow, and the
+        # environment's own migration made the default pool as its configuration says.
+        assert airflow.get("/pools/default_pool").json()["slots"] == 7
+    setup = (harness.home / "environments" / ENV / "logs" / "setup.log").read_text()
+    assert f"airgate: metadata copied from Airflow {AIRFLOW_VERSION}'s migrated template" \
+        in setup
+    assert (harness.home / "templates" / AIRFLOW_VERSION / "airflow.db").is_file()
+
+
+def test_a_deferred_task_s_log_comes_from_the_one_log_server(harness: Harness) -> None:
+    """The triggerer runs no log server of its own: the scheduler's serves the trigger's log
+    of a deferred task (the same folder), at the port Airflow asks for it."""
+    with harness.airflow() as airflow:
+        wait_for(lambda: airflow.get("/dags/deferred_airgate").status_code == 200, 60,
+                 "the DAG to be parsed")
+        airflow.patch("/dags/deferred_airgate", json={"is_paused": False})
+        run = airflow.post("/dags/deferred_airgate/dagRuns", json={"logical_date": None})
+        assert run.status_code == 200, run.text
+        base = f"/dags/deferred_airgate/dagRuns/{run.json()['dag_run_id']}/taskInstances/wait"
+        wait_for(lambda: airflow.get(base).json()["state"] == "deferred", 120,
+                 "the sensor to defer")
+
+        def served_sources() -> list[str] | None:
+            content = airflow.get(f"{base}/logs/1", params={"full_content": True}).json()
+            events = [str(line.get("event", "")) for line in content["content"]]
+            served = [e for e in events if e.startswith("http://") and ".trigger." in e]
+            failed = [e for e in events if "Could not read served logs" in e]
+            return served if served and not failed else None
+
+        served = wait_for(served_sources, 60, "the trigger's log, served")
+        assert len(served) == 1
+        airflow.patch(f"/dags/deferred_airgate/dagRuns/{run.json()['dag_run_id']}",
+                      json={"state": "failed"})
 
 
 def test_tokens_are_per_environment_and_role(harness: Harness) -> None:
@@ -268,9 +313,22 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
                          airflow_database_url=POSTGRES_ADMIN_URL) as server:
         database = database_name(name, installation_id(home))
         mwaa = server.client()
-        mwaa.create_environment(**create_args(name))
+        mwaa.create_environment(**create_args(name, AirflowConfigurationOptions={
+            "core.default_pool_task_slot_count": "9"}))
         wait_for_status(mwaa, name, "AVAILABLE")
         assert database in databases()
+        # Made from the template database migrated once for this Airflow version; every
+        # table then handed to the environment's own role.
+        assert database_name(f"template {AIRFLOW_VERSION}", installation_id(home)) \
+            in databases()
+        with psycopg.connect(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/"
+                             + database) as connection:
+            owners = connection.execute("SELECT DISTINCT tableowner FROM pg_tables "
+                                        "WHERE schemaname = 'public'").fetchall()
+            slots = connection.execute("SELECT slots FROM slot_pool "
+                                       "WHERE pool = 'default_pool'").fetchall()
+        assert owners == [(database,)]
+        assert slots == [(9,)]
         runtime = server.airgate.runtime
         assert isinstance(runtime, LocalRuntime)
         token = runtime.signing_key(name).mint(subject="user/pg", role="ADMIN",

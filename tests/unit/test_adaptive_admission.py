@@ -3,6 +3,8 @@ climbs or Airflow fails, and stays within its bounds. Fake clock, no timing."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from airgate.errors import RestApiClientException, RestApiServerException, ThrottlingException
@@ -126,3 +128,123 @@ def test_the_lowest_latency_is_learned_again() -> None:
         limit.record(0.020, in_flight=int(limit.limit), failed=False)
     assert limit.lowest == pytest.approx(0.020)
     assert limit.limit == MAX_LIMIT
+
+
+# --- the short line for a slot -------------------------------------------------------------
+
+class Airflow:
+    """Calls that hold their slot until the test lets them finish."""
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+        self.outcomes: list[str] = []  # per call, in the order they ended
+        self.release = asyncio.Event()
+
+    async def call(self, name: str) -> None:
+        await self.admission.wait_for_slot("env")
+        try:
+            with self.admission.admit("env"):
+                self.outcomes.append(f"{name} admitted")
+                await self.release.wait()
+        except ThrottlingException:
+            self.outcomes.append(f"{name} throttled")
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def test_a_call_waits_in_line_for_a_slot_first_come_first_served() -> None:
+    async def scenario() -> list[str]:
+        admission = Admission(max_concurrency=2, adaptive=False)
+        airflow = Airflow(admission)
+        holders = [asyncio.create_task(airflow.call(f"holder{i}")) for i in range(2)]
+        await settle()
+        line = [asyncio.create_task(airflow.call(f"waiter{i}")) for i in range(2)]
+        await settle()
+        assert len(admission._state("env").waiting) == 2  # both in line, none refused
+        # A newcomer while others wait joins the line's end: the line is full (2 slots).
+        late = asyncio.create_task(airflow.call("late"))
+        await settle()
+        airflow.release.set()  # the holders finish: the first two in line get their slots
+        await asyncio.gather(*holders, *line, late)
+        return airflow.outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[:3] == ["holder0 admitted", "holder1 admitted", "late throttled"]
+    assert sorted(outcomes[3:]) == ["waiter0 admitted", "waiter1 admitted"]
+
+
+def test_a_woken_caller_keeps_its_slot_against_newcomers() -> None:
+    async def scenario() -> list[str]:
+        admission = Admission(max_concurrency=1, adaptive=False)
+        airflow = Airflow(admission)
+        holder = asyncio.create_task(airflow.call("holder"))
+        await settle()
+        waiter = asyncio.create_task(airflow.call("waiter"))
+        await settle()
+        airflow.release.set()
+        await holder  # the slot is freed and kept for the waiter...
+        assert admission.in_flight("env") == 0
+        airflow.release.clear()
+        # ...not for a newcomer, who lines up behind the waiter.
+        newcomer = asyncio.create_task(airflow.call("newcomer"))
+        await settle()
+        airflow.release.set()
+        await asyncio.gather(waiter, newcomer)
+        return airflow.outcomes
+
+    assert asyncio.run(scenario()) == ["holder admitted", "waiter admitted",
+                                       "newcomer admitted"]
+
+
+def test_a_full_line_is_refused_at_once_and_a_wait_ends() -> None:
+    """Beyond one waiting call per slot, ThrottlingException at once; a call that waited
+    its patience out is refused too, and nothing is left in line or reserved."""
+    async def scenario() -> tuple[list[str], int, int]:
+        admission = Admission(max_concurrency=1, adaptive=False)
+        airflow = Airflow(admission)
+        holder = asyncio.create_task(airflow.call("holder"))
+        await settle()
+        waiter = asyncio.create_task(airflow.call("waiter"))
+        await settle()
+        await airflow.call("third")  # line full: no waiting
+        await waiter  # waits its patience (DEFAULT_LATENCY x 2), then is refused
+        airflow.release.set()
+        await holder
+        state = admission._state("env")
+        return airflow.outcomes, len(state.waiting), state.reserved
+
+    outcomes, waiting, reserved = asyncio.run(scenario())
+    assert outcomes == ["holder admitted", "third throttled", "waiter throttled"]
+    assert (waiting, reserved) == (0, 0)
+
+
+def test_a_caller_that_leaves_the_line_passes_its_turn_on() -> None:
+    """A caller gone (its client disconnected) after its turn came gives the slot kept for
+    it to the next in line, while the other slot stays held."""
+    async def scenario() -> list[str]:
+        admission = Admission(max_concurrency=2, adaptive=False)
+        airflow = Airflow(admission)
+        held = [admission.admit("env"), admission.admit("env")]
+        for slot in held:
+            slot.__enter__()
+        gone = asyncio.create_task(airflow.call("gone"))
+        waiter = asyncio.create_task(airflow.call("waiter"))
+        await settle()
+        held[0].__exit__(None, None, None)  # a slot frees: kept for "gone", first in line
+        gone.cancel()  # ...which leaves before taking it
+        await settle()
+        assert gone.cancelled()
+        state = admission._state("env")
+        # At once, not after the waiter's patience: it holds the slot, nobody is in line.
+        assert (state.in_flight, len(state.waiting), state.reserved) == (2, 0, 0)
+        airflow.release.set()
+        await waiter
+        held[1].__exit__(None, None, None)
+        state = admission._state("env")
+        assert (len(state.waiting), state.reserved, state.in_flight) == (0, 0, 0)
+        return airflow.outcomes
+
+    assert asyncio.run(scenario()) == ["waiter admitted"]

@@ -47,6 +47,63 @@ class MetadataDatabases:
         return self._server.set(database=self.name_of(name), username=self.name_of(name),
                                 password=password)
 
+    @property
+    def on_server(self) -> bool:
+        """Whether environments' metadata is on a PostgreSQL server (else SQLite files)."""
+        return self._server is not None
+
+    def exists(self, name: str) -> bool:
+        """Whether environment `name` has its database on the server already."""
+        with self._admin() as connection:
+            return connection.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                      (self.name_of(name),)).fetchone() is not None
+
+    # --- migrated templates (environments/templates.py) --------------------------------
+
+    def template_name(self, version: str) -> str | None:
+        """The server's template database for Airflow `version`; None for SQLite."""
+        return None if self._server is None else self.name_of(f"template {version}")
+
+    def empty_template(self, version: str) -> URL | None:
+        """An empty template database for `version`, made anew, and the URL that migrates
+        it (the administrator's: only Airflow's own code, run by airgate, uses it)."""
+        template = self.template_name(version)
+        if self._server is None or template is None:
+            return None
+        from psycopg import sql
+
+        with self._admin() as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(template)))
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
+            connection.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(template)))
+        return self._server.set(database=template)
+
+    def finish_template(self, version: str, default_pool: str) -> None:
+        """Leave out the default pool: each environment's own migration makes it, with the
+        slots its configuration gives."""
+        template = self.template_name(version)
+        assert template is not None
+        with self._admin(template) as connection:
+            connection.execute("DELETE FROM slot_pool WHERE pool = %s", (default_pool,))
+
+    def create_from(self, name: str, template: str) -> None:
+        """Environment `name`'s database, a copy of `template`; its role and ownership are
+        settled by `prepare` as for any environment."""
+        from psycopg import sql
+
+        with self._admin() as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(self.name_of(name)), sql.Identifier(template)))
+            connection.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(self.name_of(name))))
+
+    def redact(self, text: bytes) -> bytes:
+        """`text` without the administrator's password, should Airflow print its URL."""
+        password = self._server.password if self._server is not None else None
+        return text.replace(str(password).encode(), b"***") if password else text
+
     def drop(self, name: str) -> None:
         if self._server is None:
             return

@@ -160,6 +160,7 @@ class MwaaProvider:
             if self._admission is None:
                 result = await self._rest_api.send(invocation)
             else:
+                await self._admission.wait_for_slot(name)
                 with self._admission.admit(name):
                     result = await self._rest_api.send(invocation)
         except ServiceError as error:
