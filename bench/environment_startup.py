@@ -49,7 +49,8 @@ SPEC = {"ExecutionRoleArn": "arn:aws:iam::000000000000:role/airflow",
 
 
 def through_airgate(home: Path, name: str, sandbox: str = "auto",
-                    version: str | None = None) -> tuple[float, dict[str, Any]]:
+                    version: str | None = None,
+                    templates: bool = True) -> tuple[float, dict[str, Any]]:
     (home / "buckets" / "bench" / "dags").mkdir(parents=True, exist_ok=True)
     TEMPLATES.mkdir(parents=True, exist_ok=True)
     (home / "templates").symlink_to(TEMPLATES)
@@ -59,7 +60,8 @@ def through_airgate(home: Path, name: str, sandbox: str = "auto",
     steps = StartSteps()
     logging.getLogger("airgate.runtime").addHandler(steps)
     logging.getLogger("airgate.runtime").setLevel(logging.INFO)
-    with running_airgate(home, runtime_factory=local_runtime, sandbox=sandbox) as server:
+    with running_airgate(home, runtime_factory=local_runtime, sandbox=sandbox,
+                         metadata_templates=templates) as server:
         mwaa = server.client()
         started = time.perf_counter()
         mwaa.create_environment(Name=name, **SPEC,
@@ -183,6 +185,9 @@ def main() -> None:
     parser.add_argument("--sandbox", choices=["auto", "off"], default="auto",
                         help="environment isolation for the airgate side (off: to measure "
                         "what the sandbox costs)")
+    parser.add_argument("--no-templates", action="store_true",
+                        help="every environment migrates an empty database (to measure what "
+                        "the metadata templates save)")
     parser.add_argument("--airflow-version", help="another Airflow version than airgate's "
                         "own (e.g. 2.10.3): its runtime is installed once, first, and the "
                         "comparison with Airflow started directly is left out")
@@ -191,12 +196,13 @@ def main() -> None:
     install_seconds = install_runtime(version) if version else None
     airgate_times, direct_times, memories = [], [], []
     with tempfile.TemporaryDirectory() as scratch:  # makes the template; timed apart
-        first, _ = through_airgate(Path(scratch) / "home", "bench-first", args.sandbox, version)
+        first, _ = through_airgate(Path(scratch) / "home", "bench-first", args.sandbox, version,
+                                   not args.no_templates)
     print(f"first environment of its version (template made): {first:.1f} s", flush=True)
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as scratch:
             seconds, memory = through_airgate(Path(scratch) / "home", f"bench-{run}",
-                                              args.sandbox, version)
+                                              args.sandbox, version, not args.no_templates)
             airgate_times.append(seconds)
             memories.append(memory)
         if version is None:
