@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -162,7 +163,10 @@ def tree_memory(components: dict[str, int]) -> dict[str, Any]:
         for process in [root, *root.children(recursive=True)]:
             try:
                 info = process.memory_full_info()
-                title = " ".join(process.cmdline()[:3])[:60]
+                # Without what differs between runs (ports, scratch folders), so that the
+                # runs' figures for one process line up.
+                title = re.sub(r"\d{4,}|/tmp/tmp\w+", "*",
+                               " ".join(process.cmdline()[:3]))[:60]
             except psutil.NoSuchProcess:
                 continue
             rss += info.rss
