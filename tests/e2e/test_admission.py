@@ -62,7 +62,10 @@ def test_calls_over_the_rate_are_throttled_with_429(tmp_path: Path,
 @pytest.mark.parametrize("mode", ["standard", "adaptive"])
 def test_botocore_retry_modes_ride_out_the_throttling(tmp_path: Path, upstream: TrivialUpstream,
                                                       mode: str) -> None:
-    with serving(tmp_path, upstream, rest_api_rate=20, rest_api_burst=2) as server:
+    # 24 calls at 5 a second take at least 4.4 s, however slowly a loaded machine makes
+    # them: some are throttled. (Calls over the in-flight limit wait in admission's line
+    # for a slot, so the limit alone does not make any.)
+    with serving(tmp_path, upstream, rest_api_rate=5, rest_api_burst=2) as server:
         server.client().create_environment(**create_environment_args("env"))
         retries = {"mode": mode, "max_attempts": 10}
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
