@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from airgate.airflow.v3 import AIRFLOW_3
@@ -26,6 +29,9 @@ if sys.argv[1:] != ["-m", "airflow", "db", "migrate"]:
     sys.exit(64)
 if {fail!r}:
     sys.exit("ERROR: " + {fail!r})
+if {hang!r}:
+    import time
+    time.sleep(600)
 url = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
     connection.executescript(\"""
@@ -36,11 +42,12 @@ with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
 """
 
 
-def interpreter(folder: Path, fail: str = "") -> tuple[Path, Path]:
+def interpreter(folder: Path, fail: str = "", hang: bool = False) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     runs = folder / "runs"
     script = folder / "python"
-    script.write_text(FAKE_MIGRATE.format(python=sys.executable, runs=str(runs), fail=fail))
+    script.write_text(FAKE_MIGRATE.format(python=sys.executable, runs=str(runs), fail=fail,
+                                          hang=hang))
     script.chmod(0o755)
     return script, runs
 
@@ -105,3 +112,28 @@ def test_a_failed_migration_fails_the_environment_and_leaves_no_template(
     working, _ = interpreter(tmp_path / "working")
     assert templates.seed("a", "3.3.2", working, AIRFLOW_3, target) is True
     assert rows(target, "SELECT pool FROM slot_pool") == [("kept",)]
+
+
+def test_stopping_airgate_ends_a_migration_under_way(tmp_path: Path,
+                                                     templates: MetadataTemplates) -> None:
+    python, runs = interpreter(tmp_path / "slow", hang=True)
+    outcome: list[BaseException] = []
+
+    def seed() -> None:
+        try:
+            templates.seed("a", "3.3.2", python, AIRFLOW_3, tmp_path / "a" / "airflow.db")
+        except ProvisionError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=seed)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not runs.exists():  # the migration has started
+        assert time.monotonic() < deadline, "the migration did not start"
+        time.sleep(0.05)
+    templates.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [getattr(error, "code", None) for error in outcome] == ["INTERRUPTED"]
+    assert not [process for process in psutil.process_iter(["cmdline"])
+                if str(python) in " ".join(process.info["cmdline"] or [])]

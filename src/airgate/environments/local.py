@@ -235,6 +235,8 @@ class LocalRuntime:
     def close(self) -> None:
         """Stop every environment's processes (they come back with `recover`)."""
         self._closing.set()
+        if self._templates is not None:
+            self._templates.close()
         with self._guard:
             groups = list(self._groups.items())
             self._groups.clear()

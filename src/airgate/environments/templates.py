@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -44,6 +46,8 @@ class MetadataTemplates:
         self._databases = databases
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._closed = False
 
     def seed(self, name: str, version: str, interpreter: Path, major: AirflowMajor,
              sqlite_file: Path) -> bool:
@@ -93,14 +97,8 @@ class MetadataTemplates:
                **option_variables({"core.load_examples": "False", **options}),
                **major.environment(major.database_options(url, database))}
         _log.info("migrating a metadata template", extra={"fields": {"version": version}})
-        try:
-            result = subprocess.run([str(interpreter), "-m", "airflow", "db", "migrate"],
-                                    env=env, cwd=scratch, capture_output=True,
-                                    timeout=MIGRATE_TIMEOUT, check=False)
-        except subprocess.TimeoutExpired:
-            raise ProvisionError("AIRFLOW_DB_MIGRATE_FAILED", "migrating the metadata "
-                                 f"template did not finish within {MIGRATE_TIMEOUT:.0f} s") \
-                from None
+        result = self._migrate([str(interpreter), "-m", "airflow", "db", "migrate"], env,
+                               scratch)
         (scratch / "migrate.log").write_bytes(self._databases.redact(result.stderr))
         if result.returncode != 0:
             tail = self._databases.redact(result.stderr).decode(errors="replace")[-1500:]
@@ -116,6 +114,39 @@ class MetadataTemplates:
             final.chmod(0o600)
         shutil.rmtree(scratch, ignore_errors=True)
 
+    def _migrate(self, command: list[str], env: dict[str, str],
+                 cwd: Path) -> subprocess.CompletedProcess[bytes]:
+        """Run the migration in a process group of its own, which `close` ends."""
+        with self._guard:
+            if self._closed:
+                raise ProvisionError("INTERRUPTED", "airgate is shutting down")
+            process = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       start_new_session=True)
+            self._running.add(process)
+        try:
+            stdout, stderr = process.communicate(timeout=MIGRATE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _kill(process)
+            process.communicate()
+            raise ProvisionError("AIRFLOW_DB_MIGRATE_FAILED", "migrating the metadata "
+                                 f"template did not finish within {MIGRATE_TIMEOUT:.0f} s") \
+                from None
+        finally:
+            with self._guard:
+                self._running.discard(process)
+        if self._closed:
+            raise ProvisionError("INTERRUPTED", "airgate is shutting down")
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+    def close(self) -> None:
+        """End migrations under way (airgate is stopping): nothing is left running."""
+        with self._guard:
+            self._closed = True
+            running = list(self._running)
+        for process in running:
+            _kill(process)
+
     def _sqlite(self, version: str) -> Path:
         return self._folder / version / "airflow.db"
 
@@ -126,3 +157,7 @@ class MetadataTemplates:
         with lock:
             yield
 
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
