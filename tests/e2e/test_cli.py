@@ -131,6 +131,12 @@ def test_boto3_script_and_aws_cli(served: tuple[Path, str, Any], tmp_path: Path)
                               "--name", "from-script"], env=env, capture_output=True,
                              text=True, timeout=60)
     assert deleted.returncode == 0, deleted.stderr
+    # The deletion ends the environment's start where it is (its metadata template may still
+    # be migrating): wait until it is gone, so that nothing of it starts during other tests.
+    deadline = time.monotonic() + 240
+    while (home / "environments" / "from-script").exists():
+        assert time.monotonic() < deadline, "the deleted environment's folder stayed"
+        time.sleep(0.5)
 
     # STS and IAM answer at the same endpoint, found through the same variables.
     who = subprocess.run([sys.executable, "-m", "awscli", "sts", "get-caller-identity"],
