@@ -7,6 +7,7 @@ a small SQLite database where Airflow would, and counts its runs."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import sys
 import threading
@@ -101,13 +102,18 @@ def test_made_again_by_another_runtime_and_per_version(
 
 
 def test_a_failed_migration_fails_the_environment_and_leaves_no_template(
-        tmp_path: Path, templates: MetadataTemplates) -> None:
+        tmp_path: Path, templates: MetadataTemplates, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, "airgate.templates")
     broken, _ = interpreter(tmp_path / "broken", fail="no such table: alembic_version")
     target = tmp_path / "a" / "airflow.db"
     with pytest.raises(ProvisionError) as raised:
         templates.seed("a", "3.3.2", broken, AIRFLOW_3, target)
     assert raised.value.code == "AIRFLOW_DB_MIGRATE_FAILED"
-    assert "ERROR: no such table: alembic_version" in str(raised.value)
+    # Airflow's output is the operator's (it names their server), not the environment's.
+    assert str(raised.value) == ("migrating Airflow 3.3.2's metadata template failed "
+                                 "(exit 1); see airgate's log")
+    logged = [getattr(r, "fields", {}) for r in caplog.records]
+    assert any("ERROR: no such table: alembic_version" in str(f.get("output")) for f in logged)
     assert not target.exists()
     working, _ = interpreter(tmp_path / "working")
     assert templates.seed("a", "3.3.2", working, AIRFLOW_3, target) is True
@@ -137,3 +143,21 @@ def test_stopping_airgate_ends_a_migration_under_way(tmp_path: Path,
     assert [getattr(error, "code", None) for error in outcome] == ["INTERRUPTED"]
     assert not [process for process in psutil.process_iter(["cmdline"])
                 if str(python) in " ".join(process.info["cmdline"] or [])]
+
+
+def test_a_link_planted_by_the_environment_is_not_followed(
+        tmp_path: Path, templates: MetadataTemplates) -> None:
+    """An environment that deleted its metadata and left links in its AIRFLOW_HOME (where
+    a copy lands) can't make airgate write the template over another file."""
+    python, _ = interpreter(tmp_path / "runtime")
+    victim = tmp_path / "airgate-secret"
+    victim.write_bytes(b"kept")
+    home = tmp_path / "a"
+    home.mkdir()
+    for planted in ("airflow.db.copying", ".airgate-copy-x", "airflow.db.tmp"):
+        (home / planted).symlink_to(victim)
+    (home / "airflow.db").symlink_to(tmp_path / "nowhere")  # dangling: no metadata
+    assert templates.seed("a", "3.3.2", python, AIRFLOW_3, home / "airflow.db") is True
+    assert victim.read_bytes() == b"kept"
+    assert not (home / "airflow.db").is_symlink()
+    assert rows(home / "airflow.db", "SELECT pool FROM slot_pool") == [("kept",)]

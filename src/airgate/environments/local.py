@@ -410,9 +410,9 @@ class LocalRuntime:
             with setup_log.open("a") as log:
                 log.write(f"airgate: {said}\n")
 
+        steps.done("prepare")
         # Plugins first: requirements may name wheels shipped in plugins.zip, as on MWAA.
         plugins = layout.root / "plugins.zip"
-        steps.done("prepare")
         if provision.fetch_object(self._sources, spec, "Plugins", plugins):
             provision.unpack_plugins(plugins, layout.plugins)
         requirements = layout.root / "requirements.txt"

@@ -24,6 +24,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,10 +64,7 @@ class MetadataTemplates:
                 if sqlite_file.exists():
                     return False
                 template = self._template(version, interpreter, major)
-                sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-                partial = sqlite_file.with_name(sqlite_file.name + ".copying")
-                shutil.copyfile(self._sqlite(version), partial)
-                partial.replace(sqlite_file)
+                _copy_into(self._sqlite(version), sqlite_file)
         _log.info("environment metadata copied from a migrated template",
                   extra={"fields": {"environment": name, "template": template}})
         return True
@@ -101,9 +99,14 @@ class MetadataTemplates:
                                scratch)
         (scratch / "migrate.log").write_bytes(self._databases.redact(result.stderr))
         if result.returncode != 0:
+            # Airflow's output names the administrator's server: the operator's log gets it,
+            # the environment's error (which its callers read) only says where to look.
             tail = self._databases.redact(result.stderr).decode(errors="replace")[-1500:]
+            _log.error("migrating a metadata template failed", extra={"fields": {
+                "version": version, "exit": result.returncode, "output": tail}})
             raise ProvisionError("AIRFLOW_DB_MIGRATE_FAILED",
-                                 f"migrating the metadata template failed: {tail}")
+                                 f"migrating Airflow {version}'s metadata template failed "
+                                 f"(exit {result.returncode}); see airgate's log")
         if url is not None:
             self._databases.finish_template(version, DEFAULT_POOL)
         else:
@@ -161,3 +164,19 @@ class MetadataTemplates:
 def _kill(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _copy_into(template: Path, database: Path) -> None:
+    """A copy of `template` at `database`, in a folder the environment writes: made under a
+    new name of airgate's choosing (O_EXCL, so no link planted there is followed) and renamed
+    into place (a link at `database` itself is replaced, not followed)."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, partial = tempfile.mkstemp(dir=database.parent, prefix=".airgate-copy-")
+    try:
+        with os.fdopen(descriptor, "wb") as sink, template.open("rb") as source:
+            shutil.copyfileobj(source, sink)
+        os.replace(partial, database)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
