@@ -329,3 +329,28 @@ def trivial_upstream() -> Iterator[TrivialUpstream]:
     finally:
         server.release.set()
         server.shutdown()
+
+
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def scrape_metrics(endpoint_url: str, token: str | None = None, verify: Any = True) -> Samples:
+    """airgate's /metrics as a Prometheus server reads it (Prometheus's own parser):
+    {sample name: {sorted (label, value) pairs: value}}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    answer = httpx.get(f"{endpoint_url}/metrics", headers=headers, verify=verify, timeout=30)
+    assert answer.status_code == 200, answer.text
+    samples: Samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = \
+                sample.value
+    return samples
+
+
+def labels(**pairs: str) -> tuple[tuple[str, str], ...]:
+    """A series' labels as scrape_metrics keys them."""
+    return tuple(sorted(pairs.items()))

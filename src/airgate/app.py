@@ -29,9 +29,16 @@ from airgate.errors import (
 )
 from airgate.gateway import Gateway
 from airgate.logs import ACCESS_LOGGER, log_fields
+from airgate.metrics.calls import CallMetrics
+from airgate.metrics.endpoint import PATH as METRICS_PATH
+from airgate.metrics.endpoint import MetricsEndpoint
 from airgate.store.failures import storage_failure
 
 _access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+def _headers(scope: Scope) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
 
 
 def _signed_request(scope: Scope, body: bytes) -> SignedRequest:
@@ -41,17 +48,20 @@ def _signed_request(scope: Scope, body: bytes) -> SignedRequest:
         method=scope["method"],
         raw_path=raw_path.decode("utf-8", "surrogateescape"),
         raw_query=scope.get("query_string", b"").decode("utf-8", "surrogateescape"),
-        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+        headers=_headers(scope),
         body=body,
     )
 
 
 def create_app(gateway: Gateway,
                on_shutdown: Callable[[], Awaitable[None]] | None = None,
-               execution_roles: ExecutionRoles | None = None) -> ASGIApp:
+               execution_roles: ExecutionRoles | None = None,
+               metrics: MetricsEndpoint | None = None,
+               calls: CallMetrics | None = None) -> ASGIApp:
     """An ASGI app that sends every HTTP request, whatever its method and path, to
     `gateway`, but environments' fetches of their execution role's credentials (under
-    EXECUTION_ROLE_ROUTE, when `execution_roles` is given). `on_shutdown` runs on the
+    EXECUTION_ROLE_ROUTE, when `execution_roles` is given) and scrapes of `metrics` (at
+    its PATH). Each answered call is counted in `calls`. `on_shutdown` runs on the
     serving event loop as the server stops (to close what lives on that loop)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,8 +75,12 @@ def create_app(gateway: Gateway,
         record = CallRecord(request_id=str(uuid.uuid4()))
         client = scope.get("client")
         source_ip = client[0] if client else "127.0.0.1"
+        scraped = metrics is not None and scope["path"] == METRICS_PATH
         if execution_roles is not None and scope["path"].startswith(EXECUTION_ROLE_ROUTE):
             response = await _execution_role_credentials(execution_roles, scope, record)
+        elif metrics is not None and scraped:
+            record.operation = "Metrics"
+            response = await metrics.respond(scope["method"], _headers(scope))
         else:
             response = await respond(scope, receive, source_ip, record)
         headers = [(b"x-amzn-requestid", record.request_id.encode())]
@@ -76,6 +90,9 @@ def create_app(gateway: Gateway,
         await send({"type": "http.response.start", "status": response.status,
                     "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+        latency = time.perf_counter() - started
+        if calls is not None and not scraped:
+            calls.request(record.service, record.operation, response.status, latency)
         # Logged after answering: the caller does not wait for the log line.
         log_fields(
             _access_log, "request",
@@ -83,7 +100,7 @@ def create_app(gateway: Gateway,
             operation=record.operation, resource=record.resource,
             airflow_role=record.airflow_role, status=response.status,
             error=record.error_code, source_ip=source_ip,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            latency_ms=round(latency * 1000, 3),
             **record.extra,
         )
 
@@ -117,6 +134,7 @@ async def _execution_role_credentials(roles: ExecutionRoles, scope: Scope,
     """GET EXECUTION_ROLE_ROUTE<environment>, as AWS SDKs' container credentials provider
     asks it, with the environment's token as Authorization."""
     name = scope["path"][len(EXECUTION_ROLE_ROUTE):]
+    record.service = "airgate"
     record.operation, record.resource = "ExecutionRoleCredentials", name
     authorization = [value.decode("latin-1") for key, value in scope["headers"]
                      if key.lower() == b"authorization"]

@@ -17,6 +17,7 @@ class CallRecord:
     """What one call did, for the access log: never a body, a secret or a token."""
 
     request_id: str
+    service: str | None = None  # mwaa, sts, iam
     operation: str | None = None
     principal: str | None = None
     resource: str | None = None

@@ -70,6 +70,11 @@ class Settings:
     # New environments start from a copy of metadata migrated once per Airflow version
     # (environments/templates.py); False: each migrates an empty database.
     metadata_templates: bool = True
+    # A bearer token scrapes of /metrics must present; None: /metrics is open, as
+    # exporters are (it holds no secret).
+    metrics_token: str | None = None
+    # The local UDP port environments send their StatsD metrics to (0: any free port).
+    statsd_port: int = 0
 
     @property
     def effective_database_url(self) -> str:
@@ -166,6 +171,8 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
             env, "AIRGATE_EXECUTION_ROLE_SESSION_SECONDS", 3600) or 3600),
         metadata_templates=env.get("AIRGATE_METADATA_TEMPLATES", "1").lower()
         not in ("0", "false", "no"),
+        metrics_token=env.get("AIRGATE_METRICS_TOKEN") or None,
+        statsd_port=int(_number(env, "AIRGATE_STATSD_PORT", 0) or 0),
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:

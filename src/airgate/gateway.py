@@ -53,6 +53,7 @@ class Gateway:
             claims = error
         signed_for = claims.service if isinstance(claims, sigv4.Claims) else None
         service = self._services.for_request(request, signed_for)
+        record.service = service.model.service_name
         try:
             if isinstance(claims, ServiceError):
                 raise claims
@@ -76,6 +77,7 @@ class Gateway:
         """`error` in the words of `service` (or of the service `request` is for)."""
         if isinstance(service, sigv4.SignedRequest):
             service = self._service_of(service)
+        record.service = record.service or service.model.service_name
         response = service.wire.write_error(error, record.request_id)
         record.error_code = response.error_code
         return response

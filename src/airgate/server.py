@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from airgate import logs
 from airgate.app import create_app
 from airgate.auth.identities import IamError, Identities
-from airgate.auth.secrets import SecretBox, write_private
+from airgate.auth.secrets import SecretBox, load_or_create_key, write_private
 from airgate.config import ConfigError, Settings, ensure_writable_home
 from airgate.environments.execution_role import ExecutionRoles
 from airgate.environments.layout import EnvironmentLayout
@@ -38,6 +39,10 @@ from airgate.environments.templates import MetadataTemplates
 from airgate.environments.versions import AirflowRuntimes
 from airgate.gateway import Gateway
 from airgate.listen import uvicorn_config
+from airgate.metrics.calls import CallMetrics
+from airgate.metrics.endpoint import MetricsEndpoint
+from airgate.metrics.state import EnvironmentState
+from airgate.metrics.statsd import StatsdMetrics
 from airgate.mwaa.admission import Admission
 from airgate.mwaa.provider import MwaaProvider
 from airgate.mwaa.rest_api import Endpoints, RestApiProxy
@@ -79,11 +84,15 @@ class Airgate:
     generations: Generations
     fronts: WebFronts | None = None  # each environment's WebServerHostname
     tls: TlsFiles | None = None
+    metrics: MetricsEndpoint | None = None
+    statsd: StatsdMetrics | None = None  # environments' own metrics, received
 
     def start(self) -> None:
         """Keep the request path's caches fresh, and bring back the environments that were
         running when airgate last stopped."""
         self.generations.keep_fresh()
+        if self.statsd is not None:
+            self.statsd.start()
         if isinstance(self.runtime, LocalRuntime):
             self.runtime.recover()
         if self.fronts is not None:
@@ -94,6 +103,8 @@ class Airgate:
             self.fronts.close()
         if isinstance(self.runtime, LocalRuntime):
             self.runtime.close()
+        if self.statsd is not None:
+            self.statsd.close()
         self.generations.stop()
         self.db.close()
 
@@ -170,8 +181,19 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
                            runtime.run_airflow_cli, runtime.signing_key, review,
                            host=settings.host, tls=tls,
                            forwarded_allow_ips=settings.forwarded_allow_ips)
+    registry = CollectorRegistry()
+    calls = CallMetrics(registry)
+    statsd = None
+    if isinstance(runtime, LocalRuntime):
+        statsd = StatsdMetrics(load_or_create_key(settings.home / "keys" / "statsd.key"),
+                               port=settings.statsd_port)
+        runtime.statsd = statsd
+        registry.register(statsd)
+    registry.register(EnvironmentState(
+        environments, runtime.component_states if isinstance(runtime, LocalRuntime) else None,
+        admission))
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
-                            rest_api, admission, fronts)
+                            rest_api, admission, fronts, calls)
 
     mwaa = MwaaService(settings.region, settings.account_id, environments, provider)
     services = Services([mwaa, StsService(settings.region, identities),
@@ -185,10 +207,11 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
             _reachable_endpoint(settings), tls.ca_bundle if tls else None,
             settings.execution_role_session_seconds)
         runtime.execution_roles = execution_roles
+    metrics = MetricsEndpoint(registry, settings.metrics_token)
     app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None,
-                     execution_roles=execution_roles)
+                     execution_roles=execution_roles, metrics=metrics, calls=calls)
     return Airgate(settings, db, identities, environments, runtime, provider, app, generations,
-                   fronts, tls)
+                   fronts, tls, metrics, statsd)
 
 
 def _reachable_endpoint(settings: Settings) -> str:

@@ -24,7 +24,14 @@ from tests.e2e.serving import EXAMPLES, standard_aws_variables
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
 from tests.storm import asset_event_storm
-from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
+from tests.support import (
+    POSTGRES_ADMIN_URL,
+    RunningAirgate,
+    Samples,
+    labels,
+    running_airgate,
+    scrape_metrics,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.postgres]
 
@@ -165,6 +172,48 @@ def test_dag_run_client_runs_the_given_command(served: tuple[RunningAirgate, dic
     log = invoke(server, "GET", f"/dags/any_bash_command/dagRuns/{run_id}/taskInstances/"
                  "trigger_bash_command/logs/1", QueryParameters={"full_content": True})
     assert token in [entry.get("event") for entry in log["content"]]
+
+
+def test_metrics_show_the_environment_its_components_and_airflow_s_own(
+        served: tuple[RunningAirgate, dict[str, Any]]) -> None:
+    """After a DAG run: airgate's families for the environment, and Airflow's StatsD
+    metrics re-exposed with its name (statsd_exporter's names, Airflow's tags as labels)."""
+    server, _ = served
+    invoke(server, "PATCH", "/dags/any_bash_command", Body={"is_paused": False})
+    run = invoke(server, "POST", "/dags/any_bash_command/dagRuns",
+                 Body={"logical_date": None, "conf": {"command": "echo metrics"}})
+    path = f"/dags/any_bash_command/dagRuns/{run['dag_run_id']}"
+    wait_for(lambda: invoke(server, "GET", path)["state"] == "success", 120,
+             "the DAG run to succeed")
+    here = {"environment": ENV}
+    dag = {**here, "dag_id": "any_bash_command"}
+
+    def arrived() -> Samples | None:
+        samples = scrape_metrics(server.endpoint_url)
+        wanted = ("airflow_ti_successes_total", "airflow_dagrun_duration_success_seconds_count")
+        found = all(any(dict(key).items() >= dag.items() for key in samples.get(name, {}))
+                    for name in wanted)
+        return samples if found else None
+
+    samples = wait_for(arrived, 60, "Airflow's StatsD metrics of the run")
+    assert samples["airgate_environment_status"][labels(**here, status="AVAILABLE")] == 1
+    components = {dict(key)["component"]: value for key, value in
+                  samples["airgate_environment_component_up"].items()
+                  if dict(key)["environment"] == ENV}
+    assert components == {"api-server": 1, "scheduler": 1, "dag-processor": 1, "triggerer": 1}
+    restarts = [value for key, value in
+                samples["airgate_environment_component_restarts_total"].items()
+                if dict(key)["environment"] == ENV]
+    assert restarts == [0, 0, 0, 0]
+    assert samples["airgate_rest_api_calls_total"][labels(**here, method="POST",
+                                                          status="200")] >= 1
+    assert samples["airflow_scheduler_heartbeat_total"][labels(**here)] >= 1
+    successes = [value for key, value in samples["airflow_ti_successes_total"].items()
+                 if dict(key).items() >= dag.items()]
+    assert sum(successes) >= 1
+    # Airflow's unbounded tags are switched off: no run, task or try ever becomes a label.
+    every_label = {name for series in samples.values() for key in series for name, _ in key}
+    assert not every_label & {"run_id", "task_id", "try_number", "job_id", "map_index"}
 
 
 # --- the CLI endpoint, as clients in the wild call it ----------------------------------------

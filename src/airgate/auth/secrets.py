@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
 MASTER_KEY_VARIABLE = "AIRGATE_MASTER_KEY"
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """A random 32-byte key kept in `path` (0600), made the first time it is asked for."""
+    if not path.exists():
+        write_private(path, secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import certifi
 
 from airgate.auth.identities import Identities
 from airgate.auth.policy import AuthorizationRequest, Caller, Decision, evaluate_trust
-from airgate.auth.secrets import write_private
+from airgate.auth.secrets import load_or_create_key
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.errors import ResourceNotFoundException
 from airgate.logs import log_fields
@@ -93,9 +92,7 @@ class ExecutionRoles:
     @staticmethod
     def load_or_create_key(path: Path) -> bytes:
         """The key environments' tokens are derived from, made once per airgate home."""
-        if not path.exists():
-            write_private(path, secrets.token_bytes(32))
-        return path.read_bytes()
+        return load_or_create_key(path)
 
     # --- what an environment is given -------------------------------------------------
 

@@ -42,7 +42,7 @@ from airgate.environments.provision import ProvisionError
 from airgate.environments.sandbox import Confinement, Sandbox, View
 from airgate.environments.sources import BucketFolders, S3Objects
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
-from airgate.environments.supervisor import ComponentSpec, ProcessGroup
+from airgate.environments.supervisor import ComponentSpec, ComponentState, ProcessGroup
 from airgate.environments.templates import MetadataTemplates
 from airgate.environments.versions import AirflowRuntimes, runtime_folders
 from airgate.errors import (
@@ -50,6 +50,7 @@ from airgate.errors import (
     ServiceUnavailableException,
     ValidationException,
 )
+from airgate.metrics.statsd import StatsdMetrics
 
 _log = logging.getLogger("airgate.runtime")
 
@@ -125,6 +126,8 @@ class LocalRuntime:
         self._closing = threading.Event()
         # Set by the server when environments act as their execution roles.
         self.execution_roles: ExecutionRoles | None = None
+        # Set by the server when environments send their StatsD metrics to airgate.
+        self.statsd: StatsdMetrics | None = None
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="env-monitor")
         self._monitor.start()
 
@@ -203,6 +206,18 @@ class LocalRuntime:
             raise LookupError(name)
         return sandboxed.run(context.sandbox, [*context.argv, *argv], context.env, context.cwd,
                              timeout)
+
+    def component_states(self) -> dict[str, dict[str, ComponentState]]:
+        """Per environment run here, whether each component's process runs, and how often
+        it was restarted since the environment started."""
+        with self._guard:
+            groups = list(self._groups.items())
+        states = {}
+        for name, group in groups:
+            restarts = group.restarts()
+            states[name] = {component: ComponentState(up, restarts.get(component, 0))
+                            for component, up in group.alive().items()}
+        return states
 
     def pids(self, name: str) -> dict[str, int]:
         group = self._groups.get(name)
@@ -354,6 +369,8 @@ class LocalRuntime:
         self._end_leftovers(name)
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.airgate_key.unlink(missing_ok=True)
+        if self.statsd is not None:
+            self.statsd.forget(name)
         self._databases.drop(name)
         self._store.remove(name)
 
@@ -403,6 +420,8 @@ class LocalRuntime:
             layout.fernet_key.read_text().strip(), interpreter, self._environ, database,
             sandbox.user)
 
+        if self.statsd is not None:  # after the caller's options: metrics go to airgate
+            env.update(option_variables(self.statsd.airflow_options(name)))
         if self.execution_roles is not None:
             # Before the startup script, which may still set credentials of its own.
             variables, said = self.execution_roles.variables(record, layout.own_key.parent)

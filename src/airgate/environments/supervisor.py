@@ -40,6 +40,14 @@ class ComponentSpec:
     sandbox: Confinement = UNCONFINED  # where it runs (environments/sandbox.py)
 
 
+@dataclass(frozen=True, slots=True)
+class ComponentState:
+    """What metrics and `airgate status` say of a component."""
+
+    up: bool
+    restarts: int
+
+
 @dataclass(slots=True)
 class _Component:
     spec: ComponentSpec

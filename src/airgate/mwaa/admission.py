@@ -124,6 +124,10 @@ class Admission:
     def in_flight(self, environment: str) -> int:
         return self._state(environment).in_flight
 
+    def environments(self) -> list[str]:
+        """The environments called through admission so far."""
+        return list(self._environments)
+
     async def wait_for_slot(self, environment: str) -> None:
         """Before `admit`: when every slot is taken, wait in the environment's line for one
         (if the line has room), for a short while. Returns either way; `admit` decides."""

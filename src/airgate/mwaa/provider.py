@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime
 import json
+import time
 from typing import Any, Protocol
 
 from airgate.call import Call
 from airgate.environments.runtime import Runtime
 from airgate.environments.sources import bucket_name, valid_bucket_name
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
-from airgate.errors import ResourceNotFoundException, ServiceError, ValidationException
+from airgate.errors import (
+    ResourceNotFoundException,
+    ServiceError,
+    ThrottlingException,
+    ValidationException,
+)
+from airgate.metrics.calls import CallMetrics
 from airgate.mwaa.admission import Admission
 from airgate.mwaa.arns import environment_arn, environment_name_from_arn
 from airgate.mwaa.rest_api import Invocation, RestApiProxy, request_target
@@ -56,7 +64,7 @@ class MwaaProvider:
     def __init__(self, region: str, account_id: str, store: EnvironmentStore,
                  runtime: Runtime, rest_api: RestApiProxy | None = None,
                  admission: Admission | None = None,
-                 web: WebAccess | None = None) -> None:
+                 web: WebAccess | None = None, metrics: CallMetrics | None = None) -> None:
         self._region = region
         self._account = account_id
         self._store = store
@@ -64,6 +72,7 @@ class MwaaProvider:
         self._rest_api = rest_api
         self._admission = admission
         self._web = web
+        self._metrics = metrics
 
     def arn(self, name: str) -> str:
         return environment_arn(self._region, self._account, name)
@@ -156,17 +165,29 @@ class MwaaProvider:
             query=query, body=params.get("Body"),
             identity=call.principal.airflow_identity,
             airflow_role=call.authorization.airflow_role or "Public")
+        started: float | None = None  # when Airflow was called, if it was
         try:
-            if self._admission is None:
-                result = await self._rest_api.send(invocation)
-            else:
+            if self._admission is not None:
                 await self._admission.wait_for_slot(name)
-                with self._admission.admit(name):
-                    result = await self._rest_api.send(invocation)
+            with (self._admission.admit(name) if self._admission is not None
+                  else contextlib.nullcontext()):
+                started = time.perf_counter()
+                result = await self._rest_api.send(invocation)
         except ServiceError as error:
-            audit["rest_api_status"] = error.fields.get("RestApiStatusCode")
+            status = error.fields.get("RestApiStatusCode")
+            audit["rest_api_status"] = status
+            if self._metrics is not None:
+                if isinstance(error, ThrottlingException) and started is None:
+                    self._metrics.throttled_call(name)
+                self._metrics.rest_api_call(
+                    name, invocation.method, error.code if status is None else str(status),
+                    None if started is None else time.perf_counter() - started)
             raise
         audit["rest_api_status"] = result["RestApiStatusCode"]
+        if self._metrics is not None:
+            self._metrics.rest_api_call(name, invocation.method,
+                                        str(result["RestApiStatusCode"]),
+                                        time.perf_counter() - started)
         return result
 
     def create_cli_token(self, params: dict[str, Any], call: Call) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from airgate.auth.secrets import write_private
+from airgate.auth.secrets import load_or_create_key
 
 TOKEN_TTL = 60
 SESSION_TTL = 12 * 3600  # how long a web login keeps a browser or client signed in
@@ -72,9 +72,7 @@ class EnvironmentTokens:
 
     @classmethod
     def load_or_create(cls, path: Path) -> EnvironmentTokens:
-        if not path.exists():
-            write_private(path, secrets.token_bytes(32))
-        return cls(path.read_bytes())
+        return cls(load_or_create_key(path))
 
     def mint(self, purpose: Purpose, environment: str, identity: str,
              airflow_role: str | None = None, now: float | None = None,
