@@ -258,6 +258,12 @@ def _run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_status(args: argparse.Namespace) -> int:
+    from airgate import cli_status
+
+    return cli_status.run(args, _settings(args))
+
+
 def _run_shellenv(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not settings.credentials_file.exists():
@@ -337,6 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="one component (default: all)")
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines per log (default 50)")
     logs.set_defaults(run=_run_logs)
+
+    show = commands.add_parser(
+        "status", help="show every environment at a glance",
+        description="Every environment: status, Airflow version, executor and workers, "
+        "components (as the running airgate reports them), web UI and last update.")
+    _add_common(show)
+    show.add_argument("environments", nargs="*", metavar="NAME",
+                      help="only these environments")
+    show.add_argument("--json", action="store_true", help="JSON, for scripts")
+    show.add_argument("--watch", action="store_true",
+                      help="print each change (status, start steps, last update) as it "
+                      "happens; with names, until they are settled")
+    show.add_argument("--interval", type=float, default=1.0,
+                      help="seconds between looks with --watch (default 1)")
+    show.set_defaults(run=_run_status)
 
     shellenv = commands.add_parser(
         "shellenv", help="print the environment for boto3 and the AWS CLI",

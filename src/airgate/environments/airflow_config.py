@@ -16,9 +16,10 @@ from airgate.airflow.major import AirflowMajor, Placement, Ports
 from airgate.environments.layout import EnvironmentLayout
 from airgate.errors import ValidationException
 
-__all__ = ["DEFAULT_PARALLELISM", "Ports", "airflow_environment", "check_options",
+__all__ = ["DEFAULT_PARALLELISM", "EXECUTOR", "Ports", "airflow_environment", "check_options",
            "option_variables"]
 
+EXECUTOR = "LocalExecutor"  # every environment's, today
 DEFAULT_PARALLELISM = 4  # LocalExecutor forks this many workers up front (~130 MB RSS each)
 
 # Whole sections, and single options, that only airgate sets on every major version; each
@@ -66,7 +67,7 @@ def airflow_environment(spec: Mapping[str, Any], layout: EnvironmentLayout,
     allow-list, never airgate's own environment minus a deny-list."""
     env = {key: base_env[key] for key in PASSED_THROUGH if key in base_env}
     options: dict[str, str] = {
-        "core.executor": "LocalExecutor",
+        "core.executor": EXECUTOR,
         "core.dags_folder": dags_folder,
         "core.plugins_folder": str(layout.plugins),
         "core.load_examples": "False",

@@ -76,16 +76,20 @@ def is_healthy(report: Mapping[str, Any]) -> bool:
 
 
 class _Steps:
-    """How long each step of an environment's start took, for the log (what to speed up)."""
+    """How long each step of an environment's start took, for the log (what to speed up)
+    and, as each ends, for the record (what `airgate status --watch` follows)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_step: Callable[[dict[str, float]], None]) -> None:
         self.seconds: dict[str, float] = {}
         self._last = time.monotonic()
+        self._on_step = on_step
+        on_step({})
 
     def done(self, step: str) -> None:
         now = time.monotonic()
         self.seconds[step] = round(now - self._last, 2)
         self._last = now
+        self._on_step(dict(self.seconds))
 
 
 class LocalRuntime:
@@ -390,7 +394,7 @@ class LocalRuntime:
 
     def _provision_and_launch(self, record: EnvironmentRecord) -> None:
         name, spec = record.name, record.spec
-        steps = _Steps()
+        steps = _Steps(lambda seconds: self._store.note_runtime(name, Steps=seconds))
         layout = self._layout(name)
         major = major_of(spec["AirflowVersion"])
         shutil.rmtree(layout.tmp, ignore_errors=True)  # /tmp starts empty, as on a new host
@@ -462,7 +466,8 @@ class LocalRuntime:
                                                      layout.airflow_home, sandbox)
         group.start()
         # The UI as users reach it: through airgate's front, its WebServerHostname.
-        self._store.set_runtime(name, {RUNNER: self._installation, "Ports": ports.as_dict(),
+        self._store.set_runtime(name, {RUNNER: self._installation, "Steps": dict(steps.seconds),
+                                       "Ports": ports.as_dict(),
                                        "WebserverUrl":
                                            f"{self._web_scheme}://{self._web_host}:"
                                            f"{ports.web}"})

@@ -144,6 +144,14 @@ class EnvironmentStore:
         with self._changing() as session:
             self._row(session, name).runtime = dict(runtime)
 
+    def note_runtime(self, name: str, **facts: Any) -> None:
+        """Add facts about the environment's runtime (its start's progress), keeping the
+        others; nothing if it is gone."""
+        with self._changing() as session:
+            row = session.get(Environment, name)
+            if row is not None:
+                row.runtime = {**(row.runtime or {}), **facts}
+
     def remove(self, name: str) -> None:
         with self._changing() as session:
             row = session.get(Environment, name)
