@@ -33,6 +33,8 @@ from airgate.metrics.calls import CallMetrics
 from airgate.metrics.endpoint import PATH as METRICS_PATH
 from airgate.metrics.endpoint import MetricsEndpoint
 from airgate.store.failures import storage_failure
+from airgate.web.console import PREFIX as CONSOLE_PREFIX
+from airgate.web.console import Console
 
 _access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -57,12 +59,14 @@ def create_app(gateway: Gateway,
                on_shutdown: Callable[[], Awaitable[None]] | None = None,
                execution_roles: ExecutionRoles | None = None,
                metrics: MetricsEndpoint | None = None,
-               calls: CallMetrics | None = None) -> ASGIApp:
+               calls: CallMetrics | None = None,
+               console: Console | None = None) -> ASGIApp:
     """An ASGI app that sends every HTTP request, whatever its method and path, to
     `gateway`, but environments' fetches of their execution role's credentials (under
-    EXECUTION_ROLE_ROUTE, when `execution_roles` is given) and scrapes of `metrics` (at
-    its PATH). Each answered call is counted in `calls`. `on_shutdown` runs on the
-    serving event loop as the server stops (to close what lives on that loop)."""
+    EXECUTION_ROLE_ROUTE, when `execution_roles` is given), scrapes of `metrics` (at its
+    PATH) and the `console`'s pages (under its PREFIX). Each answered call is counted in
+    `calls`. `on_shutdown` runs on the serving event loop as the server stops (to close
+    what lives on that loop)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -81,6 +85,8 @@ def create_app(gateway: Gateway,
         elif metrics is not None and scraped:
             record.operation = "Metrics"
             response = await metrics.respond(scope["method"], _headers(scope))
+        elif console is not None and _under(scope["path"], CONSOLE_PREFIX):
+            response = await _console_page(console, scope, receive, source_ip, record)
         else:
             response = await respond(scope, receive, source_ip, record)
         headers = [(b"x-amzn-requestid", record.request_id.encode())]
@@ -127,6 +133,19 @@ def create_app(gateway: Gateway,
         return gateway.error_response(signed or _signed_request(scope, b""), error, record)
 
     return app
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+async def _console_page(console: Console, scope: Scope, receive: Receive, source_ip: str,
+                        record: CallRecord) -> Response:
+    try:
+        body = await read_body(scope, receive)
+    except BodyTooLarge:
+        return Response(413, b"Request body too large\n", {"content-type": "text/plain"})
+    return await console.respond(scope, body, source_ip, record)
 
 
 async def _execution_role_credentials(roles: ExecutionRoles, scope: Scope,

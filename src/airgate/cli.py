@@ -258,6 +258,28 @@ def _run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_caller_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--print-url", action="store_true",
+                        help="print the address instead of opening a browser")
+    parser.add_argument("--endpoint-url", help="airgate's address (default: "
+                        "AWS_ENDPOINT_URL_MWAA, else the airgate running from this home)")
+    parser.add_argument("--profile", help="an AWS profile for your credentials")
+    parser.add_argument("--region", help="the region to sign for (default: your AWS "
+                        "configuration's, else airgate's)")
+
+
+def _run_open(args: argparse.Namespace) -> int:
+    from airgate import cli_browse
+
+    return cli_browse.run_open(args, _settings(args))
+
+
+def _run_console(args: argparse.Namespace) -> int:
+    from airgate import cli_browse
+
+    return cli_browse.run_console(args, _settings(args))
+
+
 def _run_status(args: argparse.Namespace) -> int:
     from airgate import cli_status
 
@@ -358,6 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--interval", type=float, default=1.0,
                       help="seconds between looks with --watch (default 1)")
     show.set_defaults(run=_run_status)
+
+    opening = commands.add_parser(
+        "open", help="open an environment's Airflow UI, signed in as you",
+        description="CreateWebLoginToken with your own AWS credentials (the standard chain), "
+        "then the environment's Airflow UI in your browser, signed in with the Airflow role "
+        "your policies allow.")
+    _add_common(opening)
+    opening.add_argument("environment", help="environment name")
+    _add_caller_options(opening)
+    opening.set_defaults(run=_run_open)
+
+    console = commands.add_parser(
+        "console", help="open airgate's console, signed in as you",
+        description="A one-use link (valid for a minute) that signs your browser in to "
+        "airgate's console with your own AWS credentials: the environments your policies "
+        "let you see, their status and traffic, and their Airflow UIs.")
+    _add_common(console)
+    _add_caller_options(console)
+    console.set_defaults(run=_run_console)
 
     shellenv = commands.add_parser(
         "shellenv", help="print the environment for boto3 and the AWS CLI",

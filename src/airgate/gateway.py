@@ -116,19 +116,25 @@ class Gateway:
     def _authenticate(self, service: Service, request: sigv4.SignedRequest,
                       claims: sigv4.Claims, now: datetime.datetime,
                       memory_only: bool) -> Credential:
-        """Verify the signature, then the session; the credential is looked up once."""
-        found: list[Credential] = []
+        return authenticate(self._identities, request, claims, service.signing_regions,
+                            service.signing_name, now, memory_only)
 
-        def secret_for(access_key_id: str) -> str | None:
-            credential = self._identities.credential(access_key_id, memory_only)
-            if credential is None:
-                return None
-            found.append(credential)
-            return credential.secret_access_key
 
-        verified = sigv4.verify(request, region=service.signing_regions,
-                                service=service.signing_name, secret_for=secret_for, now=now,
-                                claims=claims)
-        credential = found[0]
-        credential.check_session(verified.session_token, now)
-        return credential
+def authenticate(identities: Identities, request: sigv4.SignedRequest, claims: sigv4.Claims,
+                 regions: frozenset[str], signing_name: str, now: datetime.datetime,
+                 memory_only: bool = False) -> Credential:
+    """Verify the signature, then the session; the credential is looked up once."""
+    found: list[Credential] = []
+
+    def secret_for(access_key_id: str) -> str | None:
+        credential = identities.credential(access_key_id, memory_only)
+        if credential is None:
+            return None
+        found.append(credential)
+        return credential.secret_access_key
+
+    verified = sigv4.verify(request, region=regions, service=signing_name,
+                            secret_for=secret_for, now=now, claims=claims)
+    credential = found[0]
+    credential.check_session(verified.session_token, now)
+    return credential

@@ -53,6 +53,7 @@ from airgate.services.sts import StsService
 from airgate.store.db import Database
 from airgate.store.generations import Generations
 from airgate.tls import TlsFiles, ensure_certificates
+from airgate.web.console import Console
 from airgate.web.fronts import WebFronts
 from airgate.web.review import IamReview
 from airgate.web.tokens import EnvironmentTokens
@@ -208,8 +209,13 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
             settings.execution_role_session_seconds)
         runtime.execution_roles = execution_roles
     metrics = MetricsEndpoint(registry, settings.metrics_token)
+    console = Console(identities, environments, provider,
+                      MwaaAuthorizer(settings.region, settings.account_id), calls.recent,
+                      load_or_create_key(settings.home / "keys" / "console.key"),
+                      settings.region, settings.scheme)
     app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None,
-                     execution_roles=execution_roles, metrics=metrics, calls=calls)
+                     execution_roles=execution_roles, metrics=metrics, calls=calls,
+                     console=console)
     return Airgate(settings, db, identities, environments, runtime, provider, app, generations,
                    fronts, tls, metrics, statsd)
 

@@ -37,6 +37,7 @@ from yarl import URL
 from airgate.asgi import MAX_BODY_BYTES, BodyTooLarge, read_body, serve_lifespan
 from airgate.web.cli_commands import CommandRefused, parse_command_line
 from airgate.web.credentials import Presented, answer_cookies, take_credentials
+from airgate.web.origin import from_own_page, header
 from airgate.web.sessions import SessionRefused, SignedIn, WebSessions
 from airgate.web.signin import (
     AIRFLOW_3_SIGN_IN,
@@ -146,7 +147,7 @@ class EnvironmentFront:
     async def _cli(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         if scope["method"] != "POST":
             return 405, {"error": f"{CLI_PATH} takes POST"}
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
         if not authorization.lower().startswith("bearer "):
             return 401, {"error": "Send the CLI token from CreateCliToken as "
                                   "'Authorization: Bearer <token>'"}
@@ -189,7 +190,7 @@ class EnvironmentFront:
         """A web-login token from CreateWebLoginToken, posted as the form field `token`,
         starts a session for the caller's identity and Airflow role, signed in to the
         environment's Airflow, on a page that goes on to the UI."""
-        if not _from_own_page(scope):
+        if not from_own_page(scope):
             # Login CSRF: another site's page must not sign a browser in as someone else.
             await _send_json(send, 403, {"error": "Can't sign in: the sign-in form was not "
                                                   "posted from this environment's own page"})
@@ -313,7 +314,7 @@ class EnvironmentFront:
         if presented is None or signed_in is None:
             return
         if (signed_in.session is not None and not signed_in.from_bearer
-                and scope["method"] not in _SAFE_METHODS and not _from_own_page(scope)):
+                and scope["method"] not in _SAFE_METHODS and not from_own_page(scope)):
             # CSRF: browsers send the session cookie with requests from every page of the
             # same host (any port, so any other environment's UI), not only from this one.
             await _send_json(send, 403, {"error": "Refused: a change made with this "
@@ -438,35 +439,6 @@ async def _redirect(send: Send, location: str,
                             (b"content-length", b"0"), (b"cache-control", b"no-store"),
                             *((b"set-cookie", cookie) for cookie in cookies or [])]})
     await send({"type": "http.response.body", "body": b""})
-
-
-def _from_own_page(scope: Scope) -> bool:
-    """Whether a browser's POST comes from a page of this front: its Origin, else its
-    Referer, names the origin the request was addressed to. Clients that send neither
-    (requests, MwaaHook) are not browsers on another site's page."""
-    claimed = _header(scope, b"origin") or _header(scope, b"referer")
-    if not claimed:
-        return True
-    own = _origin(f"{scope.get('scheme', 'http')}://{_header(scope, b'host')}")
-    return own is not None and _origin(claimed) == own
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    except ValueError:
-        return None
-    if not parts.hostname or port is None:
-        return None
-    return parts.scheme.lower(), parts.hostname.lower(), port
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
 
 
 async def _send_json(send: Send, status: int, document: dict[str, Any],
