@@ -5,7 +5,11 @@ against a real Airflow environment serving examples/dags."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +32,9 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from airgate.web.sessions import REVIEW_INTERVAL
 from tests.browser import headless_chromium, screenshot
-from tests.e2e.serving import examples_environment
+from tests.e2e.serving import examples_environment, standard_aws_variables
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
-from tests.e2e.test_runtime import wait_for
+from tests.e2e.test_runtime import create_args, wait_for
 from tests.support import RunningAirgate
 
 # The module's environment (AVAILABLE within 240 s, its DAGs parsed within 90 s) starts in
@@ -325,3 +329,112 @@ def runs_of(dag_id: str, server: RunningAirgate) -> list[dict[str, Any]]:
     answer = server.client().invoke_rest_api(Name=ENV, Method="GET",
                                              Path=f"/dags/{dag_id}/dagRuns")
     return list(answer["RestApiResponse"]["dag_runs"])
+
+
+# --- `airgate open` and the console, for users who are not the administrator ------------------
+
+def caller(server: RunningAirgate, name: str, scratch: Path,
+           *statements: dict[str, Any]) -> dict[str, str]:
+    """A new IAM user with these policy statements: the variables of a shell configured
+    with their credentials only (no airgate home to read)."""
+    identities = server.airgate.identities
+    identities.create_user(name)
+    if statements:
+        identities.put_inline_policy("user", name, "p", role_policy(*statements))
+    variables = standard_aws_variables(server, identities.create_access_key(name), scratch)
+    variables["AIRGATE_HOME"] = str(scratch / "not-airgate-s-home")
+    return variables
+
+
+def airgate_as(variables: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "airgate.cli", *args], env=variables,
+                          capture_output=True, text=True, timeout=60)
+
+
+def login_statement(role: str) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": "airflow:CreateWebLoginToken",
+            "Resource": ROLE_ARN.format(env=ENV, role=role)}
+
+
+@pytest.mark.browser
+def test_airgate_open_signs_a_user_in_with_their_own_credentials(
+        server: RunningAirgate, tmp_path: Path) -> None:
+    hostname = server.client().create_cli_token(Name=ENV)["WebServerHostname"]
+    opener = caller(server, "opener", tmp_path, login_statement("User"))
+    done = airgate_as(opener, "open", ENV, "--print-url")
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    assert url.startswith(f"http://{hostname}/aws_mwaa/aws-console-sso?login=true#"), url
+    with headless_chromium("airgate-open") as driver:
+        driver.get(url)
+        waiting(driver).until(visible((By.XPATH, "//*[text()='Welcome']")))
+        assert "user/opener" in signed_in_as(driver)
+
+    refused = airgate_as(caller(server, "not-opener", tmp_path), "open", ENV, "--print-url")
+    assert refused.returncode == 254
+    assert refused.stderr.startswith("An error occurred (AccessDeniedException) when calling "
+                                     "the CreateWebLoginToken operation: "), refused.stderr
+    assert refused.stdout == ""
+
+
+def traffic(driver: webdriver.Chrome) -> tuple[int, int]:
+    """The console's recent InvokeRestApi calls to the environment, and Airflow's 4xx."""
+    said = driver.find_element(By.TAG_NAME, "body").text
+    found = re.search(r"(\d+) calls(?: \((\d+) 4xx)?", said)
+    assert found is not None, said
+    return int(found.group(1)), int(found.group(2) or 0)
+
+
+def console_rows(driver: webdriver.Chrome) -> list[str]:
+    waiting(driver).until(visible((By.XPATH, "//h1[text()='Environments']")))
+    return [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "td.name")]
+
+
+@pytest.mark.browser
+def test_the_console_shows_what_a_user_may_see_and_opens_its_ui(
+        server: RunningAirgate, tmp_path: Path) -> None:
+    store = server.airgate.environments
+    if store.find("ingest") is None:  # an environment whose start failed, as the runtime
+        store.create("ingest", {**create_args("ingest"), "AirflowVersion": "3.3.2"}, {},
+                     datetime.datetime.now(datetime.UTC), source="CUSTOMER")
+        store.transition("ingest", allowed_from=None, status="CREATE_FAILED", last_update={
+            "Status": "FAILED", "CreatedAt": datetime.datetime.now(datetime.UTC).isoformat(),
+            "Source": "CUSTOMER", "Error": {"ErrorCode": "INCORRECT_CONFIGURATION",
+                                            "ErrorMessage": "requirements.txt: no such "
+                                                            "version of pandas"}})
+    viewer = caller(server, "console-viewer", tmp_path, login_statement("Viewer"), {
+        "Effect": "Allow", "Action": ["airflow:GetEnvironment", "airflow:InvokeRestApi"],
+        "Resource": [f"arn:aws:airflow:us-east-1:000000000000:environment/{ENV}",
+                     ROLE_ARN.format(env=ENV, role="Viewer")]})
+    mwaa = server.client({"AccessKeyId": viewer["AWS_ACCESS_KEY_ID"],
+                          "SecretAccessKey": viewer["AWS_SECRET_ACCESS_KEY"]})
+    link = airgate_as(viewer, "console", "--print-url")
+    assert link.returncode == 0, link.stderr
+    with headless_chromium("console-viewer") as driver:
+        driver.get(link.stdout.strip())
+        assert console_rows(driver) == [ENV]
+        calls, client_errors = traffic(driver)
+        for _ in range(3):
+            mwaa.invoke_rest_api(Name=ENV, Method="GET", Path="/dags")
+        with pytest.raises(mwaa.exceptions.RestApiClientException):
+            mwaa.invoke_rest_api(Name=ENV, Method="GET", Path="/dags/no-such-dag")
+        driver.refresh()
+        assert console_rows(driver) == [ENV]
+        assert traffic(driver) == (calls + 4, client_errors + 1)
+        page = driver.find_element(By.TAG_NAME, "body").text
+        assert "arn:aws:iam::000000000000:user/console-viewer" in page
+        assert "AVAILABLE" in page and "3.3.2" in page
+        screenshot(driver, "console-viewer")
+        driver.find_element(By.XPATH, "//button[text()='Open Airflow UI']").click()
+        waiting(driver).until(visible((By.XPATH, "//*[text()='Welcome']")))
+        assert "user/console-viewer" in signed_in_as(driver)
+
+    administrator = standard_aws_variables(server, server.admin, tmp_path)
+    administrator["AIRGATE_HOME"] = str(tmp_path / "not-airgate-s-home")
+    link = airgate_as(administrator, "console", "--print-url")
+    with headless_chromium("console-admin") as driver:
+        driver.get(link.stdout.strip())
+        assert console_rows(driver) == [ENV, "ingest"]
+        page = driver.find_element(By.TAG_NAME, "body").text
+        assert "INCORRECT_CONFIGURATION: requirements.txt: no such version of pandas" in page
+        screenshot(driver, "console")

@@ -46,7 +46,7 @@ _SPEC_MEMBERS = (
 )
 # UNAVAILABLE: a component other than the api-server may be down; the call is still tried.
 # UPDATE_FAILED is MWAA's "restored to its previous state successfully and ready to use".
-_INVOCABLE = frozenset({"AVAILABLE", "UNAVAILABLE", "UPDATE_FAILED"})
+INVOCABLE = frozenset({"AVAILABLE", "UNAVAILABLE", "UPDATE_FAILED"})
 
 
 class WebAccess(Protocol):
@@ -156,7 +156,7 @@ class MwaaProvider:
         record = call.environment
         if record is None:
             raise ResourceNotFoundException(f"Environment {name} was not found.")
-        if record.status not in _INVOCABLE or self._rest_api is None:
+        if record.status not in INVOCABLE or self._rest_api is None:
             raise ValidationException(f"Environment {name} is {record.status}: InvokeRestApi "
                                       "needs an AVAILABLE environment")
         invocation = Invocation(
@@ -217,7 +217,7 @@ class MwaaProvider:
             raise ResourceNotFoundException(f"Environment {name} was not found.")
         web = self._web
         hostname = web.hostname(record) if web is not None else None
-        if web is None or hostname is None or record.status not in _INVOCABLE:
+        if web is None or hostname is None or record.status not in INVOCABLE:
             raise ValidationException(f"Environment {name} is {record.status}: "
                                       f"{operation} needs an AVAILABLE environment")
         return web, hostname

@@ -41,7 +41,7 @@ from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.errors import AccessDeniedException, ServiceError
 from airgate.gateway import authenticate
 from airgate.metrics.calls import RECENT_MINUTES, RecentCalls
-from airgate.mwaa.provider import MwaaProvider
+from airgate.mwaa.provider import INVOCABLE, MwaaProvider
 from airgate.mwaa.service import MwaaAuthorizer
 from airgate.web.credentials import AIRGATE_COOKIE_PREFIX, set_cookie
 from airgate.web.origin import from_own_page
@@ -254,7 +254,7 @@ class Console:
             last += (f"<div class=error>{html.escape(str(error.get('ErrorCode')))}: "
                      f"{html.escape(str(error.get('ErrorMessage')))}</div>")
         action = ""
-        if login is not None:
+        if login is not None and record.status in INVOCABLE:
             role = login.airflow_role or "Public"
             action = (f"<form method=post action='{PREFIX}/environments/"
                       f"{quote(record.name, safe='')}/open'>"
