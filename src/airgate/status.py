@@ -121,12 +121,14 @@ def changes(before: Mapping[str, Mapping[str, Any]],
         if new is None:
             lines.append(f"{name}: deleted")
             continue
-        if old is None or old["Status"] != new["Status"]:
+        if old is None:
             lines.append(f"{name}: {new['Status']}")
         old_steps = {} if old is None else old["StartSteps"]
         for step, seconds in new["StartSteps"].items():
             if step not in old_steps:
                 lines.append(f"{name}: {step} done ({seconds:.1f} s)")
+        if old is not None and old["Status"] != new["Status"]:  # after the steps that led
+            lines.append(f"{name}: {new['Status']}")
         if old is not None and old["LastUpdate"] != new["LastUpdate"] and new["LastUpdate"]:
             lines.append(f"{name}: last update {_last_update(new)}")
     return lines

@@ -149,6 +149,61 @@ def test_boto3_script_and_aws_cli(served: tuple[Path, str, Any], tmp_path: Path)
     assert "admin" in [u["UserName"] for u in json.loads(users.stdout)["Users"]]
 
 
+START_STEPS = ["runtime", "metadata", "prepare", "plugins_requirements_startup_script",
+               "migrate", "healthy", "warm_up"]
+
+
+@pytest.mark.airflow
+def test_status_follows_a_create_step_by_step_and_shows_the_environment(
+        served: tuple[Path, str, Any], tmp_path: Path) -> None:
+    home, endpoint, _ = served
+    variables = shellenv(home)
+    mwaa = mwaa_client(endpoint, {"AccessKeyId": variables["AWS_ACCESS_KEY_ID"],
+                                  "SecretAccessKey": variables["AWS_SECRET_ACCESS_KEY"]},
+                       "us-east-1")
+    mwaa.create_environment(Name="watched", ExecutionRoleArn="arn:aws:iam::000000000000:role/r",
+                            SourceBucketArn="arn:aws:s3:::bucket-w", DagS3Path="dags",
+                            NetworkConfiguration={}, MaxWorkers=3)
+    try:
+        followed = subprocess.run(
+            [*AIRGATE, "status", "--watch", "watched", "--interval", "0.3"],
+            env={**os.environ, "AIRGATE_HOME": str(home)}, capture_output=True, text=True,
+            timeout=280)
+        assert followed.returncode == 0, followed.stderr
+        said = [line.split(" ", 1)[1] for line in followed.stdout.splitlines()]
+        assert said[0] == "watched: CREATING"
+        assert [line.split(": ", 1)[1].split(" done")[0] for line in said
+                if " done (" in line] == START_STEPS
+        assert said[-2:] == ["watched: AVAILABLE", said[-1]]
+        assert re.fullmatch(r"watched: last update SUCCESS \S+ \S+", said[-1]), said
+
+        table = airgate(home, "status").stdout.splitlines()
+        assert table[0].split() == ["NAME", "STATUS", "AIRFLOW", "EXECUTOR", "COMPONENTS",
+                                    "WEB", "UI", "LAST", "UPDATE"]
+        row = table[1].split()
+        web = mwaa.get_environment(Name="watched")["Environment"]["WebserverUrl"]
+        assert row[:8] == ["watched", "AVAILABLE", "3.3.2", "LocalExecutor", "x3", "4/4", "up",
+                           web], table
+        assert row[8] == "SUCCESS"
+
+        described = json.loads(airgate(home, "status", "--json", "watched").stdout)
+        view = described["Environments"][0]
+        assert list(view["StartSteps"]) == START_STEPS
+        assert view["Components"] == {name: {"Up": True, "Restarts": 0} for name in (
+            "api-server", "dag-processor", "scheduler", "triggerer")}
+        assert (view["Executor"], view["Workers"], view["MaxWorkers"]) == ("LocalExecutor", 3,
+                                                                           3)
+        missing = airgate(home, "status", "nowhere", check=False)
+        assert (missing.returncode, missing.stderr) == (
+            1, "airgate: no environment named nowhere\n")
+    finally:
+        mwaa.delete_environment(Name="watched")
+        deadline = time.monotonic() + 240
+        while (home / "environments" / "watched").exists():
+            assert time.monotonic() < deadline, "the deleted environment's folder stayed"
+            time.sleep(0.5)
+
+
 def test_iam_commands(served: tuple[Path, str, Any], tmp_path: Path) -> None:
     home, endpoint, _ = served
     assert json.loads(airgate(home, "iam", "create-user", "--user-name", "alice").stdout)[

@@ -10,24 +10,31 @@ import logging
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from airgate.server import local_runtime
+from tests.browser import headless_chromium, screenshot
 from tests.e2e.aws_clients import ACCOUNT, role_arn, trust, user_arn
 from tests.e2e.serving import EXAMPLES, standard_aws_variables
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
+from tests.prometheus import prometheus_scraping, query
 from tests.storm import asset_event_storm
 from tests.support import (
     POSTGRES_ADMIN_URL,
     RunningAirgate,
     Samples,
+    free_port,
     labels,
     running_airgate,
     scrape_metrics,
@@ -174,17 +181,22 @@ def test_dag_run_client_runs_the_given_command(served: tuple[RunningAirgate, dic
     assert token in [entry.get("event") for entry in log["content"]]
 
 
-def test_metrics_show_the_environment_its_components_and_airflow_s_own(
-        served: tuple[RunningAirgate, dict[str, Any]]) -> None:
-    """After a DAG run: airgate's families for the environment, and Airflow's StatsD
-    metrics re-exposed with its name (statsd_exporter's names, Airflow's tags as labels)."""
-    server, _ = served
+def run_a_dag(server: RunningAirgate) -> None:
+    """A run of any_bash_command, to its success."""
     invoke(server, "PATCH", "/dags/any_bash_command", Body={"is_paused": False})
     run = invoke(server, "POST", "/dags/any_bash_command/dagRuns",
                  Body={"logical_date": None, "conf": {"command": "echo metrics"}})
     path = f"/dags/any_bash_command/dagRuns/{run['dag_run_id']}"
     wait_for(lambda: invoke(server, "GET", path)["state"] == "success", 120,
              "the DAG run to succeed")
+
+
+def test_metrics_show_the_environment_its_components_and_airflow_s_own(
+        served: tuple[RunningAirgate, dict[str, Any]]) -> None:
+    """After a DAG run: airgate's families for the environment, and Airflow's StatsD
+    metrics re-exposed with its name (statsd_exporter's names, Airflow's tags as labels)."""
+    server, _ = served
+    run_a_dag(server)
     here = {"environment": ENV}
     dag = {**here, "dag_id": "any_bash_command"}
 
@@ -446,3 +458,56 @@ def test_an_event_storm_is_admitted_recorded_and_batched(
                  if r.fields.get("error") == "ThrottlingException"]  # type: ignore[attr-defined]
     assert len(throttled) == storm.throttled  # one access-log line per 429 callers saw
 
+
+
+# --- the Grafana dashboard's queries, on a real Prometheus scraping this run -----------------
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "airgate.json"
+# Panels with nothing to show until it happens (no call of this run need be throttled).
+ONLY_WHEN_IT_HAPPENS = {"Throttled InvokeRestApi calls"}
+PICTURED = ("InvokeRestApi calls by outcome", "Airflow's REST API latency",
+            "Scheduler heartbeats", "Task successes and failures")
+
+
+@pytest.mark.browser
+def test_the_dashboard_s_queries_answer_from_a_real_scrape(
+        served: tuple[RunningAirgate, dict[str, Any]], tmp_path: Path) -> None:
+    server, _ = served
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    with prometheus_scraping(server.endpoint_url, tmp_path / "prometheus",
+                             free_port()) as prometheus:
+        run_a_dag(server)
+        assert_not_found(server, "/dags/no-such-dag")
+        # Traffic while Prometheus scrapes, so that rates have two samples to go on.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            invoke(server, "GET", "/dags")
+            time.sleep(0.5)
+        wait_for(lambda: query(prometheus, f'airflow_scheduler_heartbeat_total{{'
+                                           f'environment="{ENV}"}}'), 30,
+                 "Prometheus to hold the environment's Airflow metrics")
+        empty = []
+        for panel in panels:
+            for target in panel["targets"]:
+                expression = target["expr"].replace("$environment", ENV).replace(
+                    "$__rate_interval", "1m")
+                if not query(prometheus, expression):
+                    empty.append(panel["title"])
+        assert set(empty) <= ONLY_WHEN_IT_HAPPENS, empty
+
+        # The dashboard's main panels on Prometheus's own graph page (Grafana is not
+        # installable from this project's package sources), for the README.
+        graphs = [target["expr"].replace("$environment", ".*").replace(
+            "$__rate_interval", "1m") for panel in panels if panel["title"] in PICTURED
+                  for target in panel["targets"][:1]]
+        address = f"{prometheus}/graph?" + "&".join(
+            f"g{index}.expr={quote(expression)}&g{index}.tab=0&g{index}.range_input=2m"
+            for index, expression in enumerate(graphs))
+        with headless_chromium("dashboard") as driver:
+            driver.set_window_size(1400, 3300)
+            driver.get(address)
+            WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(
+                By.XPATH, "//div[contains(@class, 'eval_stats') and "
+                          "contains(., 'Total time series')]")) == len(graphs))
+            driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+            screenshot(driver, "dashboard")

@@ -46,7 +46,8 @@ def test_watch_prints_each_step_once_and_stops_when_the_environment_is_settled()
         [record("w", "CREATING")],
         [record("w", "CREATING", {"runtime": 0.4})],
         [record("w", "CREATING", {"runtime": 0.4})],
-        [record("w", "CREATING", {"runtime": 0.4, "metadata": 1.25, "migrate": 7.0})],
+        [record("w", "CREATING", {"runtime": 0.4, "metadata": 1.25})],
+        # The last step and the end, seen in one look: the step first.
         [record("w", "AVAILABLE", {"runtime": 0.4, "metadata": 1.25, "migrate": 7.0},
                 {"Status": "SUCCESS", "CreatedAt": "2026-12-03T08:00:00+00:00"})],
         [],  # never looked at: AVAILABLE is settled
