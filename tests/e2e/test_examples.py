@@ -466,7 +466,7 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "airgate.json"
 # Panels with nothing to show until it happens (no call of this run need be throttled).
 ONLY_WHEN_IT_HAPPENS = {"Throttled InvokeRestApi calls"}
 PICTURED = ("InvokeRestApi calls by outcome", "Airflow's REST API latency",
-            "Scheduler heartbeats", "Task successes and failures")
+            "Scheduler heartbeats", "All API calls by operation")
 
 
 @pytest.mark.browser
