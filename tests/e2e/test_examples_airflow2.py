@@ -30,7 +30,14 @@ from tests.e2e.serving import EXAMPLES, standard_aws_variables
 from tests.e2e.test_examples import run_example
 from tests.e2e.test_invoke_rest_api import ROLE_ARN, role_policy
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
-from tests.support import POSTGRES_ADMIN_URL, RunningAirgate, running_airgate
+from tests.support import (
+    POSTGRES_ADMIN_URL,
+    RunningAirgate,
+    Samples,
+    labels,
+    running_airgate,
+    scrape_metrics,
+)
 
 ENV = "examples2"
 VERSION = "2.10.3"
@@ -460,3 +467,24 @@ def test_cli_commands_run_in_the_airflow_2_environment(served: Served) -> None:
         assert reason in refused.json()["error"], refused.json()
     # Nothing ran: the variable and the database are still there.
     assert invoke(server, "GET", "/variables/cli_variable")["value"] == value
+
+
+def test_airflow_2_s_metrics_arrive_with_the_environment_s_name(served: Served) -> None:
+    """Airflow 2 sends StatsD as Airflow 3 does: re-exposed at /metrics with its name, its
+    tags as labels; airgate's families cover its components."""
+    server, _ = served
+    here = {"environment": ENV}
+    pool = labels(**here, pool_name="default_pool")
+
+    def arrived() -> Samples | None:
+        samples = scrape_metrics(server.endpoint_url)
+        return samples if pool in samples.get("airflow_pool_open_slots", {}) and labels(
+            **here) in samples.get("airflow_scheduler_heartbeat_total", {}) else None
+
+    samples = wait_for(arrived, 90, "Airflow 2's StatsD metrics")
+    assert samples["airflow_scheduler_heartbeat_total"][labels(**here)] >= 1
+    up = {dict(key)["component"]: value for key, value in
+          samples["airgate_environment_component_up"].items()
+          if dict(key)["environment"] == ENV}
+    assert up == {"webserver": 1, "scheduler": 1, "triggerer": 1}
+    assert samples["airgate_environment_status"][labels(**here, status="AVAILABLE")] == 1

@@ -42,11 +42,12 @@ LOCKS = Path(__file__).with_name("locks")
 # Airflow 2's python-daemon and redshift-connector import pkg_resources at run time, which
 # setuptools 81 and later no longer have; locks that don't pin setuptools get this one.
 SETUPTOOLS_FOR_AIRFLOW_2 = "setuptools==75.3.0"
-# aiobotocore for the provider's deferrable MWAA operators and sensors, as MWAA's images.
+# aiobotocore for the provider's deferrable MWAA operators and sensors, as MWAA's images;
+# statsd, with which environments send their metrics to airgate (airgate.metrics.statsd).
 AIRFLOW_2_PACKAGES = ("apache-airflow-providers-amazon[aiobotocore]",
-                      "apache-airflow-providers-postgres", "psycopg2-binary")
+                      "apache-airflow-providers-postgres", "psycopg2-binary", "statsd")
 AIRFLOW_3_PACKAGES = ("apache-airflow-providers-amazon[aiobotocore]", "psycopg[binary]",
-                      "psycopg2-binary")
+                      "psycopg2-binary", "statsd")
 _log = logging.getLogger("airgate.runtimes")
 
 
