@@ -72,7 +72,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                  "Resource": ROLE_ARN.format(env=ENV, role=role)}))
             credentials[name] = server.airgate.identities.create_access_key(name)
         admin = server.client()
-        admin.create_environment(**create_args(ENV, AirflowVersion=VERSION))
+        admin.create_environment(**create_args(ENV, AirflowVersion=VERSION, Schedulers=2))
         wait_for_status(admin, ENV, "AVAILABLE", timeout=READY_TIMEOUT)
         wait_for(lambda: admin.invoke_rest_api(Name=ENV, Method="GET", Path="/dags")[
             "RestApiResponse"]["total_entries"] == 2, 120, "the example DAGs to be parsed")
@@ -486,5 +486,8 @@ def test_airflow_2_s_metrics_arrive_with_the_environment_s_name(served: Served) 
     up = {dict(key)["component"]: value for key, value in
           samples["airgate_environment_component_up"].items()
           if dict(key)["environment"] == ENV}
-    assert up == {"webserver": 1, "scheduler": 1, "triggerer": 1}
+    # Schedulers=2 on PostgreSQL: Airflow 2's HA scheduling, both running, neither restarted.
+    assert up == {"webserver": 1, "scheduler": 1, "scheduler-2": 1, "triggerer": 1}
+    assert {value for key, value in samples["airgate_environment_component_restarts_total"]
+            .items() if dict(key)["environment"] == ENV} == {0}
     assert samples["airgate_environment_status"][labels(**here, status="AVAILABLE")] == 1

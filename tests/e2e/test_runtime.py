@@ -314,7 +314,7 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
         database = database_name(name, installation_id(home))
         mwaa = server.client()
         mwaa.create_environment(**create_args(name, AirflowConfigurationOptions={
-            "core.default_pool_task_slot_count": "9"}))
+            "core.default_pool_task_slot_count": "9"}, Schedulers=2))
         wait_for_status(mwaa, name, "AVAILABLE")
         assert database in databases()
         # Made from the template database migrated once for this Airflow version; every
@@ -336,6 +336,11 @@ def test_metadata_on_postgresql(tmp_path: Path) -> None:
         with httpx.Client(base_url=f"{api_url(server, name)}/api/v2",
                           headers={"Authorization": f"Bearer {token}"}) as airflow:
             assert airflow.post("/variables", json={"key": "k", "value": "v"}).status_code == 201
+            # Schedulers=2 on PostgreSQL: two schedulers, both alive in Airflow's own eyes.
+            assert {"scheduler", "scheduler-2"} <= set(runtime.pids(name))
+            wait_for(lambda: airflow.get("/jobs", params={
+                "job_type": "SchedulerJob", "is_alive": True}).json()["total_entries"] == 2,
+                60, "two live scheduler jobs")
         with psycopg.connect(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/"
                              + database) as connection:
             stored = connection.execute("SELECT val, is_encrypted FROM variable "

@@ -16,8 +16,16 @@ from airgate.airflow.major import AirflowMajor, Placement, Ports
 from airgate.environments.layout import EnvironmentLayout
 from airgate.errors import ValidationException
 
-__all__ = ["DEFAULT_PARALLELISM", "EXECUTOR", "Ports", "airflow_environment", "check_options",
-           "option_variables"]
+__all__ = [
+    "DEFAULT_PARALLELISM",
+    "EXECUTOR",
+    "Ports",
+    "airflow_environment",
+    "check_options",
+    "components",
+    "option_variables",
+    "schedulers",
+]
 
 EXECUTOR = "LocalExecutor"  # every environment's, today
 DEFAULT_PARALLELISM = 4  # LocalExecutor forks this many workers up front (~130 MB RSS each)
@@ -98,6 +106,24 @@ def airflow_environment(spec: Mapping[str, Any], layout: EnvironmentLayout,
         "LOGNAME": user,
     })
     return env
+
+
+def schedulers(spec: Mapping[str, Any], metadata_on_server: bool) -> int:
+    """How many schedulers the environment runs: `Schedulers` (1 if not given) when its
+    metadata is on PostgreSQL; Airflow's HA scheduling needs the row locks SQLite doesn't
+    have, so one there."""
+    return max(1, int(spec.get("Schedulers") or 1)) if metadata_on_server else 1
+
+
+def components(spec: Mapping[str, Any], major: AirflowMajor, ports: Ports,
+               metadata_on_server: bool) -> list[tuple[str, list[str]]]:
+    """The environment's long-running processes, each with its `airflow ...` arguments:
+    `major`'s components, then the schedulers past the first (scheduler-2, ...), which
+    serve no logs: the first scheduler's log server serves the same folder."""
+    processes = [(component, major.argv(component, ports)) for component in major.components]
+    processes += [(f"scheduler-{n}", [*major.argv("scheduler", ports), "--skip-serve-logs"])
+                  for n in range(2, schedulers(spec, metadata_on_server) + 1)]
+    return processes
 
 
 def option_variables(options: Mapping[str, str]) -> dict[str, str]:

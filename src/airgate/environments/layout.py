@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Every component any Airflow major version runs (each environment runs its version's).
-COMPONENTS = ("api-server", "webserver", "scheduler", "dag-processor", "triggerer")
+MAX_SCHEDULERS = 5  # MWAA's bound on Schedulers
+# Every component an environment may run; schedulers past the first are scheduler-2, ...
+COMPONENTS = ("api-server", "webserver", "scheduler",
+              *(f"scheduler-{n}" for n in range(2, MAX_SCHEDULERS + 1)), "dag-processor",
+              "triggerer")
 
 
 @dataclass(frozen=True, slots=True)

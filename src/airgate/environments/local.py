@@ -32,6 +32,7 @@ from airgate.environments.airflow_config import (
     Ports,
     airflow_environment,
     check_options,
+    components,
     option_variables,
 )
 from airgate.environments.execution_role import ExecutionRoles
@@ -454,11 +455,18 @@ class LocalRuntime:
                 url, layout.database))}, setup_log, sandbox)
         steps.done("migrate")
 
+        processes = components(spec, major, ports, self._databases.on_server)
+        if (spec.get("Schedulers") or 1) > 1:
+            with setup_log.open("a") as log:
+                log.write(f"airgate: {spec['Schedulers']} schedulers (Airflow's HA scheduling)\n"
+                          if self._databases.on_server else
+                          f"airgate: one scheduler, not {spec['Schedulers']}: Airflow's HA "
+                          "scheduling needs PostgreSQL metadata (airgate up "
+                          "--airflow-database-url)\n")
         group = ProcessGroup([
-            ComponentSpec(component, [str(interpreter), "-m", "airflow",
-                                      *major.argv(component, ports)],
+            ComponentSpec(component, [str(interpreter), "-m", "airflow", *argv],
                           env, layout.log_file(component), layout.airflow_home, sandbox)
-            for component in major.components])
+            for component, argv in processes])
         with self._guard:
             self._groups[name] = group
             self._cli_contexts[name] = ComponentSpec("cli", [str(interpreter), "-m", "airflow"],

@@ -72,10 +72,6 @@ class RecentCalls:
                     total.throttled += traffic.throttled
         return total
 
-    def forget(self, environment: str) -> None:
-        with self._lock:
-            self._minutes.pop(environment, None)
-
 
 class CallMetrics:
     """The call families, registered in `registry`, and the recent traffic per
