@@ -16,7 +16,14 @@ from collections.abc import Awaitable, Callable
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from airgate.asgi import MAX_BODY_BYTES, BodyTooLarge, read_body, serve_lifespan
+from airgate.asgi import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    headers_of,
+    read_body,
+    serve_lifespan,
+    signed_request,
+)
 from airgate.auth.sigv4 import SignedRequest
 from airgate.aws.wire import Response
 from airgate.call import CallRecord
@@ -37,22 +44,6 @@ from airgate.web.console import PREFIX as CONSOLE_PREFIX
 from airgate.web.console import Console
 
 _access_log = logging.getLogger(ACCESS_LOGGER)
-
-
-def _headers(scope: Scope) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-
-
-def _signed_request(scope: Scope, body: bytes) -> SignedRequest:
-    raw_path = scope.get("raw_path") or scope["path"].encode()
-    # Decoded so that sigv4 can recover every byte: see its module docstring.
-    return SignedRequest(
-        method=scope["method"],
-        raw_path=raw_path.decode("utf-8", "surrogateescape"),
-        raw_query=scope.get("query_string", b"").decode("utf-8", "surrogateescape"),
-        headers=_headers(scope),
-        body=body,
-    )
 
 
 def create_app(gateway: Gateway,
@@ -82,9 +73,10 @@ def create_app(gateway: Gateway,
         scraped = metrics is not None and scope["path"] == METRICS_PATH
         if execution_roles is not None and scope["path"].startswith(EXECUTION_ROLE_ROUTE):
             response = await _execution_role_credentials(execution_roles, scope, record)
-        elif metrics is not None and scraped:
+        elif scraped:
+            assert metrics is not None
             record.operation = "Metrics"
-            response = await metrics.respond(scope["method"], _headers(scope))
+            response = await metrics.respond(scope["method"], headers_of(scope))
         elif console is not None and _under(scope["path"], CONSOLE_PREFIX):
             response = await _console_page(console, scope, receive, source_ip, record)
         else:
@@ -115,7 +107,7 @@ def create_app(gateway: Gateway,
         signed: SignedRequest | None = None
         try:
             body = await read_body(scope, receive)
-            signed = _signed_request(scope, body)
+            signed = signed_request(scope, body)
             secure = scope.get("scheme") == "https"
             return await gateway.handle(signed, source_ip, secure, record)
         except BodyTooLarge:
@@ -130,7 +122,7 @@ def create_app(gateway: Gateway,
                 else f"airgate could not save its state: {reason}. The change was not made; "
                      f"retry when storage is writable again (request id {record.request_id}).")
         # In the words of the service the request is for (its signature's scope says which).
-        return gateway.error_response(signed or _signed_request(scope, b""), error, record)
+        return gateway.error_response(signed or signed_request(scope, b""), error, record)
 
     return app
 

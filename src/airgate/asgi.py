@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import Receive, Scope, Send
 
+from airgate.auth.sigv4 import SignedRequest
+
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
@@ -48,3 +50,20 @@ async def serve_lifespan(receive: Receive, send: Send,
                 await on_shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def headers_of(scope: Scope) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+
+
+def signed_request(scope: Scope, body: bytes) -> SignedRequest:
+    """The request as it was sent, for SigV4 verification."""
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    # Decoded so that sigv4 can recover every byte: see its module docstring.
+    return SignedRequest(
+        method=scope["method"],
+        raw_path=raw_path.decode("utf-8", "surrogateescape"),
+        raw_query=scope.get("query_string", b"").decode("utf-8", "surrogateescape"),
+        headers=headers_of(scope),
+        body=body,
+    )

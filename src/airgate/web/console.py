@@ -32,13 +32,14 @@ import jwt
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
+from airgate.asgi import signed_request
 from airgate.auth import sigv4
 from airgate.auth.authorize import Authorization, RequestFacts
 from airgate.auth.identities import Credential, Identities, Principal
 from airgate.aws.wire import Response
 from airgate.call import Call, CallRecord
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
-from airgate.errors import AccessDeniedException, ServiceError
+from airgate.errors import ServiceError
 from airgate.gateway import authenticate
 from airgate.metrics.calls import RECENT_MINUTES, RecentCalls
 from airgate.mwaa.provider import INVOCABLE, MwaaProvider
@@ -134,13 +135,7 @@ class Console:
     def _signin_token(self, scope: Scope, body: bytes, facts: RequestFacts,
                       record: CallRecord) -> Response:
         """A one-use sign-in token for the credentials that signed the request."""
-        request = sigv4.SignedRequest(
-            method=scope["method"],
-            raw_path=(scope.get("raw_path") or scope["path"].encode()).decode(
-                "utf-8", "surrogateescape"),
-            raw_query=scope.get("query_string", b"").decode("utf-8", "surrogateescape"),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
-            body=body)
+        request = signed_request(scope, body)
         try:
             credential = authenticate(self._identities, request, sigv4.read_claims(request),
                                       frozenset({self._region}), SIGNING_NAME, facts.now)
@@ -214,7 +209,7 @@ class Console:
         try:
             return self._authorizer.authorize(operation, {"Name": record.name}, principal,
                                               facts, record.tags)
-        except (AccessDeniedException, ServiceError):
+        except ServiceError:  # AccessDeniedException, or tags that differ only in case
             return None
 
     def _environments_page(self, session: _Session, facts: RequestFacts) -> Response:
