@@ -40,6 +40,7 @@ from airgate.airflow.major import Placement, Ports
 from airgate.airflow.v3 import AIRFLOW_3
 from airgate.environments import provision
 from airgate.environments.airflow_config import airflow_environment
+from airgate.environments.executors import LocalExecution
 from airgate.environments.layout import EnvironmentLayout, free_port
 from airgate.environments.local import LocalRuntime, health_url, is_healthy
 from airgate.server import local_runtime
@@ -128,7 +129,8 @@ def directly(root: Path) -> float:
     env = airflow_environment(SPEC, layout, placement, AIRFLOW_3, str(dags),
                               layout.fernet_key.read_text().strip(), Path(sys.executable),
                               dict(os.environ),
-                              AIRFLOW_3.database_options(None, layout.database))
+                              AIRFLOW_3.database_options(None, layout.database),
+                              LocalExecution().options("direct", SPEC))
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                    capture_output=True)

@@ -140,6 +140,7 @@ def table(figures: dict[str, Any]) -> list[Row]:
          f"{startup['environment_rss_mib']:.0f} / {startup['environment_pss_mib']:.0f}",
          target(startup["environment_pss_mib"] <= 500, "PSS <= 500")),
         *airflow_2_rows(figures.get("environment_startup_airflow2")),
+        *celery_rows(figures.get("celery_scaling")),
         ("trivial upstream inside the InvokeRestApi run: added p50, ms / req/s",
          f"{trivial['added_p50']:.3f} / {trivial['per_second']:.0f}", ""),
     ]
@@ -158,6 +159,23 @@ def airflow_2_rows(startup: dict[str, Any] | None) -> list[Row]:
         rows.append((f"Airflow {AIRFLOW_2}: runtime install on first use, s",
                      f"{startup['runtime_install_seconds']:.0f}", ""))
     return rows
+
+
+def celery_rows(scaling: dict[str, Any] | None) -> list[Row]:
+    """A Celery environment's burst with one worker and with MaxWorkers (Redis broker)."""
+    if scaling is None:
+        return []
+    one, many = scaling["one_worker"], scaling["max"]
+    return [
+        (f"Celery: {scaling['tasks']:.0f} short tasks, tasks/min with 1 worker / with "
+         f"{scaling['max_workers']:.0f}", f"{one['tasks_per_minute']:.1f} / "
+         f"{many['tasks_per_minute']:.1f}", ""),
+        (f"Celery: {scaling['max_workers']:.0f} workers / 1 worker (same run)",
+         f"{scaling['ratio']:.2f}", ""),
+        (f"Celery: scale up to {scaling['max_workers']:.0f} workers / back to 1 (20 s quiet "
+         "period included), s",
+         f"{many['scale_up_seconds']:.1f} / {many['scale_down_seconds']:.1f}", ""),
+    ]
 
 
 def print_rows(rows: list[Row]) -> None:
@@ -191,6 +209,7 @@ def main() -> None:
         "environment_startup": lambda: run_benchmark("environment_startup.py", "--runs", runs),
         "environment_startup_airflow2": lambda: run_benchmark(
             "environment_startup.py", "--runs", runs, "--airflow-version", AIRFLOW_2),
+        "celery_scaling": lambda: run_benchmark("celery_scaling.py"),
     }
     for name, step in steps.items():
         figures[name] = step()

@@ -228,6 +228,7 @@ def _run_up(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port, region=args.region,
                          account_id=args.account_id,
                          airflow_database_url=args.airflow_database_url,
+                         broker_url=args.broker_url,
                          tls=True if args.tls else None, sandbox=args.sandbox,
                          forwarded_allow_ips=config.address_list(args.forwarded_allow_ips)
                          if args.forwarded_allow_ips is not None else None)
@@ -338,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--airflow-database-url", help="a PostgreSQL server for the "
                     "environments' metadata, one database each (AIRGATE_AIRFLOW_DATABASE_URL; "
                     "default SQLite per environment)")
+    up.add_argument("--broker-url", help="a Redis or RabbitMQ broker (redis://..., "
+                    "amqp://...): environments run Airflow's CeleryExecutor with autoscaled "
+                    "workers, each on its own login there (AIRGATE_BROKER_URL; needs "
+                    "--airflow-database-url; default the LocalExecutor)")
     up.add_argument("--dags", help="a folder of DAGs for the default environment, wired in "
                     "directly (edits are picked up within 30 s)")
     up.add_argument("--no-default-environment", action="store_true",

@@ -75,6 +75,14 @@ class Settings:
     metrics_token: str | None = None
     # The local UDP port environments send their StatsD metrics to (0: any free port).
     statsd_port: int = 0
+    # A Redis or RabbitMQ broker (administrator's URL): environments run Airflow's
+    # CeleryExecutor with autoscaled workers, each on its own login and namespace there
+    # (environments/brokers.py). Needs `airflow_database_url`. None: the LocalExecutor.
+    broker_url: str | None = None
+    # RabbitMQ's management API, if not on the broker's host at port 15672.
+    broker_management_url: str | None = None
+    # How long fewer Celery workers must do before the extra ones are stopped.
+    worker_quiet_seconds: float = 120.0
 
     @property
     def effective_database_url(self) -> str:
@@ -132,6 +140,16 @@ class Settings:
         if not 900 <= self.execution_role_session_seconds <= 43200:
             raise ConfigError("AIRGATE_EXECUTION_ROLE_SESSION_SECONDS must be 900 to 43200, "
                               f"got {self.execution_role_session_seconds}")
+        if self.broker_url is not None:
+            scheme = self.broker_url.partition("://")[0]
+            if scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
+                raise ConfigError("broker URL must be redis://, rediss:// or amqp:// "
+                                  f"(got {scheme or 'no'} scheme)")
+            if self.airflow_database_url is None:
+                raise ConfigError(
+                    "Celery environments (a broker URL) need PostgreSQL metadata: Celery "
+                    "workers and several schedulers share it, which SQLite can't do; give "
+                    "--airflow-database-url (AIRGATE_AIRFLOW_DATABASE_URL) too")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port out of range: {self.port}")
         for address in self.forwarded_allow_ips:
@@ -173,6 +191,9 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         not in ("0", "false", "no"),
         metrics_token=env.get("AIRGATE_METRICS_TOKEN") or None,
         statsd_port=int(_number(env, "AIRGATE_STATSD_PORT", 0) or 0),
+        broker_url=env.get("AIRGATE_BROKER_URL") or None,
+        broker_management_url=env.get("AIRGATE_BROKER_MANAGEMENT_URL") or None,
+        worker_quiet_seconds=_number(env, "AIRGATE_WORKER_QUIET_SECONDS", 120.0) or 120.0,
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:

@@ -26,7 +26,9 @@ from airgate.app import create_app
 from airgate.auth.identities import IamError, Identities
 from airgate.auth.secrets import SecretBox, load_or_create_key, write_private
 from airgate.config import ConfigError, Settings, ensure_writable_home
+from airgate.environments.brokers import brokers_for
 from airgate.environments.execution_role import ExecutionRoles
+from airgate.environments.executors import CeleryExecution, Execution, LocalExecution
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.local import LocalRuntime
 from airgate.environments.metadata import MetadataDatabases
@@ -157,10 +159,15 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
     databases = MetadataDatabases(settings.airflow_database_url, installation)
     templates = (MetadataTemplates(settings.home / "templates", databases)
                  if settings.metadata_templates else None)
+    execution: Execution = LocalExecution()
+    if settings.broker_url:
+        execution = CeleryExecution(brokers_for(settings.broker_url, installation,
+                                                settings.broker_management_url))
     return LocalRuntime(settings.home, store, sources=sources, runtimes=runtimes,
                         databases=databases, templates=templates,
                         web_scheme=settings.scheme, installation=installation,
-                        sandbox=sandbox, web_host=settings.host)
+                        sandbox=sandbox, web_host=settings.host, execution=execution,
+                        worker_quiet_seconds=settings.worker_quiet_seconds)
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:
@@ -192,7 +199,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
         registry.register(statsd)
     registry.register(EnvironmentState(
         environments, runtime.component_states if isinstance(runtime, LocalRuntime) else None,
-        admission))
+        admission, runtime.worker_counts if isinstance(runtime, LocalRuntime) else None))
     provider = MwaaProvider(settings.region, settings.account_id, environments, runtime,
                             rest_api, admission, fronts, calls)
 

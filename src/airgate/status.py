@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-from airgate.environments.airflow_config import DEFAULT_PARALLELISM, EXECUTOR
+from airgate.environments.executors import DEFAULT_PARALLELISM, WORKER_PREFIX, LocalExecution
 from airgate.environments.store import EnvironmentRecord
 from airgate.environments.supervisor import ComponentState
 
@@ -29,13 +29,21 @@ def describe(record: EnvironmentRecord,
     """One environment, as `--json` prints it (MWAA's member names where MWAA has one)."""
     spec = record.spec
     steps: dict[str, float] = dict(record.runtime.get("Steps") or {})
+    executor = str(record.runtime.get("Executor") or LocalExecution.executor)
+    workers: int | None
+    if executor == LocalExecution.executor:
+        # The LocalExecutor's worker processes: one per task slot, MaxWorkers of them.
+        workers = spec.get("MaxWorkers") or DEFAULT_PARALLELISM
+    else:  # Celery workers running now, as many as the autoscaler wants
+        workers = None if components is None else sum(
+            1 for name, state in components.items()
+            if name.startswith(WORKER_PREFIX) and state.up)
     view: dict[str, Any] = {
         "Name": record.name,
         "Status": record.status,
         "AirflowVersion": spec.get("AirflowVersion"),
-        "Executor": EXECUTOR,
-        # The LocalExecutor's worker processes: one per task slot, MaxWorkers of them.
-        "Workers": spec.get("MaxWorkers") or DEFAULT_PARALLELISM,
+        "Executor": executor,
+        "Workers": workers,
         "MinWorkers": spec.get("MinWorkers"),
         "MaxWorkers": spec.get("MaxWorkers"),
         "WebserverUrl": record.runtime.get("WebserverUrl"),

@@ -1,6 +1,7 @@
 """The Airflow 2 examples in examples/airflow2/, run as their users run them (separate
 processes configured only by the standard AWS variables) against airgate and a real Airflow
-2.10.3 environment serving that folder, its metadata in PostgreSQL as on MWAA; Airflow's
+2.10.3 environment serving that folder, its metadata in PostgreSQL and its tasks on Celery
+workers (a Redis broker) as on MWAA; Airflow's
 Amazon provider in another environment triggering and sensing runs there; and the CLI
 endpoint (CreateCliToken) on Airflow 2.
 
@@ -51,6 +52,7 @@ READY_TIMEOUT = INSTALL_TIMEOUT + 240
 pytestmark = [pytest.mark.e2e,
               pytest.mark.airflow,
               pytest.mark.postgres,
+              pytest.mark.broker,
               pytest.mark.timeout(READY_TIMEOUT + 600)]
 
 Served = tuple[RunningAirgate, dict[str, Any]]
@@ -63,7 +65,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     # Airflow's DAG parsing.
     shutil.copytree(EXAMPLES / "airflow2", home / "buckets" / "data-team" / "dags")
     with running_airgate(home, runtime_factory=local_runtime,
-                         airflow_database_url=POSTGRES_ADMIN_URL) as server:
+                         airflow_database_url=POSTGRES_ADMIN_URL,
+                         broker_url="redis://127.0.0.1:6379/0") as server:
         credentials = {"admin": server.admin}
         for name, role in CALLERS.items():
             server.airgate.identities.create_user(name)
@@ -486,8 +489,11 @@ def test_airflow_2_s_metrics_arrive_with_the_environment_s_name(served: Served) 
     up = {dict(key)["component"]: value for key, value in
           samples["airgate_environment_component_up"].items()
           if dict(key)["environment"] == ENV}
-    # Schedulers=2 on PostgreSQL: Airflow 2's HA scheduling, both running, neither restarted.
-    assert up == {"webserver": 1, "scheduler": 1, "scheduler-2": 1, "triggerer": 1}
+    # Schedulers=2 on PostgreSQL: Airflow 2's HA scheduling, both running, neither restarted;
+    # MinWorkers (1) Celery worker.
+    assert up == {"webserver": 1, "scheduler": 1, "scheduler-2": 1, "triggerer": 1,
+                  "worker-1": 1}
+    assert samples["airgate_environment_workers"][labels(**here)] == 1
     assert {value for key, value in samples["airgate_environment_component_restarts_total"]
             .items() if dict(key)["environment"] == ENV} == {0}
     assert samples["airgate_environment_status"][labels(**here, status="AVAILABLE")] == 1

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from airgate.airflow.major import AirflowMajor, Placement, Ports
+from airgate.environments.executors import Execution, first_workers
 from airgate.environments.layout import EnvironmentLayout
 from airgate.errors import ValidationException
 
 __all__ = [
-    "DEFAULT_PARALLELISM",
-    "EXECUTOR",
     "Ports",
     "airflow_environment",
     "check_options",
@@ -27,18 +26,18 @@ __all__ = [
     "schedulers",
 ]
 
-EXECUTOR = "LocalExecutor"  # every environment's, today
-DEFAULT_PARALLELISM = 4  # LocalExecutor forks this many workers up front (~130 MB RSS each)
-
 # Whole sections, and single options, that only airgate sets on every major version; each
-# major version adds its own (`AirflowMajor.blocked_options`).
-_BLOCKED_SECTIONS = frozenset({"database"})
+# major version adds its own (`AirflowMajor.blocked_options`). The broker's login and
+# namespace are the environment's own (environments/brokers.py).
+_BLOCKED_SECTIONS = frozenset({"database", "celery_broker_transport_options"})
 _BLOCKED_OPTIONS = frozenset({
     "core.executor", "core.dags_folder", "core.plugins_folder", "core.fernet_key",
     "core.hostname_callable", "logging.base_log_folder", "logging.worker_log_server_port",
     "logging.trigger_log_server_port", "scheduler.enable_health_check",
     "scheduler.scheduler_health_check_server_host",
-    "scheduler.scheduler_health_check_server_port",
+    "scheduler.scheduler_health_check_server_port", "celery.broker_url",
+    "celery.result_backend", "celery.worker_enable_remote_control",
+    "celery.extra_celery_config",
 })
 
 
@@ -70,17 +69,18 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 def airflow_environment(spec: Mapping[str, Any], layout: EnvironmentLayout,
                         placement: Placement, major: AirflowMajor, dags_folder: str,
                         fernet_key: str, interpreter: Path, base_env: Mapping[str, str],
-                        database: Mapping[str, str], user: str = "airflow") -> dict[str, str]:
+                        database: Mapping[str, str], executor: Mapping[str, str],
+                        user: str = "airflow") -> dict[str, str]:
     """The process environment every component of the environment runs with: an
-    allow-list, never airgate's own environment minus a deny-list."""
+    allow-list, never airgate's own environment minus a deny-list. `executor`: the
+    executor's options (environments/executors.py)."""
     env = {key: base_env[key] for key in PASSED_THROUGH if key in base_env}
     options: dict[str, str] = {
-        "core.executor": EXECUTOR,
+        **executor,
         "core.dags_folder": dags_folder,
         "core.plugins_folder": str(layout.plugins),
         "core.load_examples": "False",
         "core.fernet_key": fernet_key,
-        "core.parallelism": str(spec.get("MaxWorkers") or DEFAULT_PARALLELISM),
         **database,
         "logging.base_log_folder": str(layout.airflow_home / "logs"),
         "logging.worker_log_server_port": str(placement.ports.worker_logs),
@@ -116,13 +116,18 @@ def schedulers(spec: Mapping[str, Any], metadata_on_server: bool) -> int:
 
 
 def components(spec: Mapping[str, Any], major: AirflowMajor, ports: Ports,
-               metadata_on_server: bool) -> list[tuple[str, list[str]]]:
+               metadata_on_server: bool,
+               execution: Execution | None = None) -> list[tuple[str, list[str]]]:
     """The environment's long-running processes, each with its `airflow ...` arguments:
     `major`'s components, then the schedulers past the first (scheduler-2, ...), which
-    serve no logs: the first scheduler's log server serves the same folder."""
+    serve no logs: the first scheduler's log server serves the same folder; then, with
+    Celery, the first MinWorkers workers (the autoscaler starts more)."""
     processes = [(component, major.argv(component, ports)) for component in major.components]
     processes += [(f"scheduler-{n}", [*major.argv("scheduler", ports), "--skip-serve-logs"])
                   for n in range(2, schedulers(spec, metadata_on_server) + 1)]
+    if execution is not None and execution.scales_workers:
+        processes += [(worker, execution.worker_argv(worker))
+                      for worker in first_workers(spec)]
     return processes
 
 

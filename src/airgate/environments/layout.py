@@ -8,7 +8,7 @@
         dags/                 DAGs synced from S3 (with a bucket folder, DAGs are read in place)
         plugins/              plugins.zip, unpacked
         site-packages/        requirements.txt, installed for this environment only
-        logs/COMPONENT.log    api-server, scheduler, dag-processor, triggerer, setup
+        logs/COMPONENT.log    api-server, scheduler, dag-processor, triggerer, worker-N, setup
         keys/airflow.pem      the environment's own token key (0600)
         support/              airgate's code inside Airflow 2 (its API auth backend)
         jwks.json             public keys the environment trusts
@@ -24,10 +24,12 @@ from pathlib import Path
 
 # Every component any Airflow major version runs (each environment runs its version's).
 MAX_SCHEDULERS = 5  # MWAA's bound on Schedulers
-# Every component an environment may run; schedulers past the first are scheduler-2, ...
+MAX_WORKERS = 25  # MWAA's default ceiling on MaxWorkers (Celery environments)
+# Every component an environment may run; schedulers past the first are scheduler-2, ...,
+# Celery workers worker-1, worker-2, ...
 COMPONENTS = ("api-server", "webserver", "scheduler",
               *(f"scheduler-{n}" for n in range(2, MAX_SCHEDULERS + 1)), "dag-processor",
-              "triggerer")
+              "triggerer", *(f"worker-{n}" for n in range(1, MAX_WORKERS + 1)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,15 @@ from airgate.environments.airflow_config import (
     components,
     option_variables,
 )
+from airgate.environments.autoscaler import DEFAULT_QUIET_SECONDS, WorkerScaler
+from airgate.environments.brokers import BrokerError
 from airgate.environments.execution_role import ExecutionRoles
+from airgate.environments.executors import (
+    Execution,
+    LocalExecution,
+    tasks_per_worker,
+    worker_bounds,
+)
 from airgate.environments.layout import EnvironmentLayout, free_port, port_is_free
 from airgate.environments.leftovers import end_processes_with_home
 from airgate.environments.metadata import MetadataDatabases, Snapshot
@@ -45,7 +53,8 @@ from airgate.environments.sources import BucketFolders, S3Objects
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.environments.supervisor import ComponentSpec, ComponentState, ProcessGroup
 from airgate.environments.templates import MetadataTemplates
-from airgate.environments.versions import AirflowRuntimes, runtime_folders
+from airgate.environments.versions import AirflowRuntimes, runs_celery, runtime_folders
+from airgate.environments.workers import TaskCounts, WorkerPool
 from airgate.errors import (
     ResourceNotFoundException,
     ServiceUnavailableException,
@@ -102,8 +111,14 @@ class LocalRuntime:
                  databases: MetadataDatabases | None = None,
                  templates: MetadataTemplates | None = None,
                  web_scheme: str = "http", installation: str = "local",
-                 sandbox: Sandbox | None = None, web_host: str = "127.0.0.1") -> None:
+                 sandbox: Sandbox | None = None, web_host: str = "127.0.0.1",
+                 execution: Execution | None = None,
+                 worker_quiet_seconds: float = DEFAULT_QUIET_SECONDS) -> None:
         self._home = home
+        # How environments run tasks (environments/executors.py): the LocalExecutor unless
+        # the operator gave a broker.
+        self._execution: Execution = execution or LocalExecution()
+        self._worker_quiet_seconds = worker_quiet_seconds
         # Every process of every environment starts in its sandbox (environments/sandbox.py).
         self._sandbox = sandbox or sandboxed.detect("auto", installation)
         # Which airgate runs an environment: the one that created it. Other airgates on the
@@ -120,6 +135,7 @@ class LocalRuntime:
         self._templates = templates  # None: every environment migrates an empty database
         self._groups: dict[str, ProcessGroup] = {}
         self._cli_contexts: dict[str, ComponentSpec] = {}  # how to run `airflow` CLI commands
+        self._pools: dict[str, WorkerPool] = {}  # Celery environments' workers
         # Monitor state, per process group: restarts already seen, and when a restarted
         # component has been up long enough to count again.
         self._restarts_seen: dict[ProcessGroup, int] = {}
@@ -150,6 +166,10 @@ class LocalRuntime:
     def check_spec(self, spec: Mapping[str, Any]) -> None:
         check_options(spec.get("AirflowConfigurationOptions") or {},
                       major_of(spec["AirflowVersion"]))
+        if self._execution.scales_workers and not runs_celery(spec["AirflowVersion"]):
+            raise ValidationException(
+                f"Airflow {spec['AirflowVersion']} can't run on Celery here (its runtime has "
+                "no Celery provider); choose a later version")
 
     def begin_create(self, environment: EnvironmentRecord) -> None:
         self._store.set_runtime(environment.name, {RUNNER: self._installation})
@@ -223,6 +243,17 @@ class LocalRuntime:
             states[name] = {component: ComponentState(up, restarts.get(component, 0))
                             for component, up in group.alive().items()}
         return states
+
+    def worker_counts(self) -> dict[str, tuple[int, int]]:
+        """Per Celery environment run here: (workers running, tasks queued)."""
+        with self._guard:
+            pools = list(self._pools.items())
+        return {name: (pool.running(), pool.tasks.queued) for name, pool in pools}
+
+    @property
+    def executor(self) -> str:
+        """What environments started from now on run tasks with (Airflow's name)."""
+        return self._execution.executor
 
     def pids(self, name: str) -> dict[str, int]:
         group = self._groups.get(name)
@@ -299,6 +330,12 @@ class LocalRuntime:
 
     def _update(self, name: str, previous_spec: dict[str, Any]) -> None:
         record = self._store.get(name)
+        with self._guard:
+            pool = self._pools.get(name)
+        if pool is not None and _only_worker_bounds_differ(record.spec, previous_spec):
+            pool.bound(*worker_bounds(record.spec))  # live, as MWAA: nothing restarts
+            self._finish(name, "UPDATING", "AVAILABLE")
+            return
         snapshot = None
         if record.spec["AirflowVersion"] != previous_spec["AirflowVersion"]:
             snapshot = self._before_upgrade(name)
@@ -367,6 +404,11 @@ class LocalRuntime:
 
     def _delete(self, name: str) -> None:
         self._stop(name)
+        try:
+            self._execution.forget(name)
+        except BrokerError as error:  # its login stays; the next airgate can't tell
+            _log.warning("could not remove the environment's broker login", extra={
+                "fields": {"environment": name, "error": str(error)}})
         if self.execution_roles is not None:
             with contextlib.suppress(ResourceNotFoundException):
                 self.execution_roles.forget(self._store.get(name))
@@ -420,10 +462,14 @@ class LocalRuntime:
                               self._web_scheme)
         major.write_support(placement)
         sandbox = self._confine(name, layout, interpreter, Path(dags_folder))
+        try:
+            executor = self._execution.options(name, spec)
+        except BrokerError as error:
+            raise ProvisionError("BROKER_UNAVAILABLE", str(error)) from None
         env = airflow_environment(
             spec, layout, placement, major, dags_folder,
             layout.fernet_key.read_text().strip(), interpreter, self._environ, database,
-            sandbox.user)
+            executor, sandbox.user)
 
         if self.statsd is not None:  # after the caller's options: metrics go to airgate
             env.update(option_variables(self.statsd.airflow_options(name)))
@@ -455,7 +501,13 @@ class LocalRuntime:
                 url, layout.database))}, setup_log, sandbox)
         steps.done("migrate")
 
-        processes = components(spec, major, ports, self._databases.on_server)
+        processes = components(spec, major, ports, self._databases.on_server, self._execution)
+        if self._execution.scales_workers:
+            low, high = worker_bounds(spec)
+            with setup_log.open("a") as log:
+                log.write(f"airgate: {self._execution.executor}: {low} to {high} workers of "
+                          f"{tasks_per_worker(spec)} tasks each, scaled with the tasks queued "
+                          "and running\n")
         if (spec.get("Schedulers") or 1) > 1:
             with setup_log.open("a") as log:
                 log.write(f"airgate: {spec['Schedulers']} schedulers (Airflow's HA scheduling)\n"
@@ -463,18 +515,30 @@ class LocalRuntime:
                           f"airgate: one scheduler, not {spec['Schedulers']}: Airflow's HA "
                           "scheduling needs PostgreSQL metadata (airgate up "
                           "--airflow-database-url)\n")
-        group = ProcessGroup([
-            ComponentSpec(component, [str(interpreter), "-m", "airflow", *argv],
-                          env, layout.log_file(component), layout.airflow_home, sandbox)
-            for component, argv in processes])
+        def spec_of(component: str, argv: list[str]) -> ComponentSpec:
+            return ComponentSpec(component, [str(interpreter), "-m", "airflow", *argv],
+                                 env, layout.log_file(component), layout.airflow_home, sandbox)
+
+        group = ProcessGroup([spec_of(component, argv) for component, argv in processes])
+        pool = None
+        if self._execution.scales_workers:
+            execution = self._execution
+            pool = WorkerPool(
+                name, group, lambda worker: spec_of(worker, execution.worker_argv(worker)),
+                WorkerScaler(*worker_bounds(spec), tasks_per_worker(spec),
+                             self._worker_quiet_seconds),
+                lambda: TaskCounts(*self._databases.task_counts(name)))
         with self._guard:
             self._groups[name] = group
+            if pool is not None:
+                self._pools[name] = pool
             self._cli_contexts[name] = ComponentSpec("cli", [str(interpreter), "-m", "airflow"],
                                                      env, layout.log_file("cli"),
                                                      layout.airflow_home, sandbox)
         group.start()
         # The UI as users reach it: through airgate's front, its WebServerHostname.
         self._store.set_runtime(name, {RUNNER: self._installation, "Steps": dict(steps.seconds),
+                                       "Executor": self._execution.executor,
                                        "Ports": ports.as_dict(),
                                        "WebserverUrl":
                                            f"{self._web_scheme}://{self._web_host}:"
@@ -536,6 +600,7 @@ class LocalRuntime:
         with self._guard:
             group = self._groups.pop(name, None)
             self._cli_contexts.pop(name, None)
+            self._pools.pop(name, None)
         if group is not None:
             group.stop(_STOP_TIMEOUT)
             self._restarts_seen.pop(group, None)
@@ -572,6 +637,9 @@ class LocalRuntime:
                     if lock is None or lock.locked():
                         continue  # a lifecycle step owns the status right now
                     self._check(client, name, group)
+                    pool = self._pools.get(name)
+                    if pool is not None:
+                        pool.tend()
                     if sync_now:
                         self._sync_dags(name)
                 if sync_now:
@@ -652,3 +720,11 @@ class LocalRuntime:
             raise ProvisionError("S3_SYNC_FAILED", f"could not read DAGs from S3: {error}") \
                 from None
         return str(layout.dags)
+
+
+def _only_worker_bounds_differ(spec: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
+    """Whether an update changes MinWorkers or MaxWorkers and nothing else, which Celery
+    environments take without a restart."""
+    bounds = {"MinWorkers", "MaxWorkers"}
+    changed = {key for key in {*spec, *previous} if spec.get(key) != previous.get(key)}
+    return bool(changed) and changed <= bounds

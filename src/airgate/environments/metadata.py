@@ -58,6 +58,15 @@ class MetadataDatabases:
             return connection.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                                       (self.name_of(name),)).fetchone() is not None
 
+    def task_counts(self, name: str) -> tuple[int, int]:
+        """Environment `name`'s task instances (queued, running) now: what its Celery
+        workers have or will have in hand (environments/workers.py)."""
+        with self._admin(self.name_of(name)) as connection:
+            rows = dict(connection.execute(
+                "SELECT state, count(*) FROM task_instance WHERE state IN ('queued', "
+                "'running') GROUP BY state").fetchall())
+        return int(rows.get("queued", 0)), int(rows.get("running", 0))
+
     # --- migrated templates (environments/templates.py) --------------------------------
 
     def template_name(self, version: str) -> str | None:

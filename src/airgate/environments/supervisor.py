@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +68,8 @@ class ProcessGroup:
 
     def __init__(self, specs: Sequence[ComponentSpec]) -> None:
         self._components = {spec.name: _Component(spec) for spec in specs}
+        # Components taken out of supervision and ending on their own terms (retire).
+        self._retiring: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -82,6 +84,41 @@ class ProcessGroup:
                                          name=f"supervisor-{id(self):x}")
         self._watcher.start()
 
+    def add(self, spec: ComponentSpec) -> None:
+        """One more component (a worker the autoscaler asked for), started and supervised
+        from now on."""
+        with self._lock:
+            if self._stopping.is_set() or spec.name in self._components:
+                return
+            component = self._components[spec.name] = _Component(spec)
+            self._spawn(component)
+
+    def retire(self, name: str, end: Callable[[subprocess.Popen[bytes]], None]) -> None:
+        """Take `name` out of supervision and let `end` stop its process in its own way
+        (a Celery worker's warm shutdown: it finishes its tasks first), in a thread of its
+        own; whatever of its process group is left after that is killed. `stop` ends it
+        at once, should the whole group stop meanwhile."""
+        with self._lock:
+            component = self._components.pop(name, None)
+            if component is None or component.process is None:
+                return
+            process = self._retiring[name] = component.process
+
+        def run() -> None:
+            try:
+                end(process)
+            except Exception:
+                _log.exception("component did not retire cleanly",
+                               extra={"fields": {"component": name}})
+            finally:
+                _signal_group(process, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=5)
+                with self._lock:
+                    self._retiring.pop(name, None)
+
+        threading.Thread(target=run, daemon=True, name=f"retire-{name}").start()
+
     def stop(self, timeout: float = 15.0) -> None:
         """Terminate every component's process group, wait, then kill what is left."""
         self._stopping.set()
@@ -89,6 +126,8 @@ class ProcessGroup:
             self._watcher.join(timeout=5)
         with self._lock:
             live = [c for c in self._components.values() if c.process is not None]
+            live += [_Component(ComponentSpec(name, (), {}, Path(), Path()), process)
+                     for name, process in self._retiring.items()]
             for component in live:
                 _signal_group(component.process, signal.SIGTERM)
             deadline = time.monotonic() + timeout
@@ -115,6 +154,17 @@ class ProcessGroup:
         with self._lock:
             return {name: c.process.pid for name, c in self._components.items()
                     if c.process is not None and c.alive}
+
+    def retiring(self) -> list[str]:
+        """Components retired and still ending (a worker finishing its tasks)."""
+        with self._lock:
+            return sorted(self._retiring)
+
+    def process(self, name: str) -> subprocess.Popen[bytes] | None:
+        """The process a supervised component runs as now, if it runs."""
+        with self._lock:
+            component = self._components.get(name)
+            return component.process if component is not None and component.alive else None
 
     def restarts(self) -> dict[str, int]:
         with self._lock:

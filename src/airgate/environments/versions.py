@@ -47,7 +47,10 @@ SETUPTOOLS_FOR_AIRFLOW_2 = "setuptools==75.3.0"
 AIRFLOW_2_PACKAGES = ("apache-airflow-providers-amazon[aiobotocore]",
                       "apache-airflow-providers-postgres", "psycopg2-binary", "statsd")
 AIRFLOW_3_PACKAGES = ("apache-airflow-providers-amazon[aiobotocore]", "psycopg[binary]",
-                      "psycopg2-binary", "statsd")
+                      "psycopg2-binary", "statsd", "apache-airflow-providers-celery", "redis")
+# Celery environments' workers (environments/executors.py), where the Airflow 2 lock pins a
+# Celery provider (2.7.2's and 2.8.1's don't: those versions can't run Celery here).
+CELERY_PACKAGES = ("apache-airflow-providers-celery", "redis")
 _log = logging.getLogger("airgate.runtimes")
 
 
@@ -65,6 +68,16 @@ def airflow_2_versions() -> tuple[str, ...]:
     """MWAA's Airflow 2 versions that airgate has a lock for, newest first."""
     offered = [v for v in mwaa_versions() if v.startswith("2.") and lock_of(v).is_file()]
     return tuple(sorted(offered, key=lambda v: tuple(map(int, v.split("."))), reverse=True))
+
+
+def runs_celery(version: str) -> bool:
+    """Whether version's runtime has the Celery provider (every Airflow 3 one does)."""
+    return not version.startswith("2.") or re.search(
+        r"^apache-airflow-providers-celery==", lock_of(version).read_text(), re.M) is not None
+
+
+def airflow_2_packages(version: str) -> tuple[str, ...]:
+    return AIRFLOW_2_PACKAGES + (CELERY_PACKAGES if runs_celery(version) else ())
 
 
 def lock_of(version: str) -> Path:
@@ -178,7 +191,7 @@ class AirflowRuntimes:
             # Compiled now: the runtime is read-only inside environments' sandboxes.
             [uv, "pip", "install", *cache, "--python", str(venv / "bin" / "python"),
              "--compile-bytecode", "--constraint", str(lock), f"apache-airflow=={version}",
-             *AIRFLOW_2_PACKAGES, *pins],
+             *airflow_2_packages(version), *pins],
         ]
 
     def _airflow_3_steps(self, version: str, venv: Path) -> list[list[str]]:
@@ -198,7 +211,8 @@ def _recipe(version: str) -> str:
     """What a runtime of `version` is made of (its packages, and its lock's contents)."""
     if version.startswith("2."):
         lock = hashlib.sha256(lock_of(version).read_bytes()).hexdigest()
-        return f"uv {SETUPTOOLS_FOR_AIRFLOW_2} {' '.join(AIRFLOW_2_PACKAGES)} lock:{lock}"
+        packages = " ".join(airflow_2_packages(version))
+        return f"uv {SETUPTOOLS_FOR_AIRFLOW_2} {packages} lock:{lock}"
     return f"pip {' '.join(AIRFLOW_3_PACKAGES)}"
 
 

@@ -15,6 +15,8 @@ from airgate.mwaa.admission import Admission
 
 # Per environment, per component (scheduler, api-server, ...): what runs on this machine.
 ComponentStates = Callable[[], Mapping[str, Mapping[str, ComponentState]]]
+# Per Celery environment run here: (workers running, tasks queued).
+WorkerCounts = Callable[[], Mapping[str, tuple[int, int]]]
 
 
 @functools.cache
@@ -27,8 +29,10 @@ def environment_statuses() -> tuple[str, ...]:
 
 class EnvironmentState(Collector):
     def __init__(self, store: EnvironmentStore, components: ComponentStates | None = None,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None,
+                 workers: WorkerCounts | None = None) -> None:
         self._store = store
+        self._workers = workers
         self._components = components
         self._admission = admission
 
@@ -55,6 +59,18 @@ class EnvironmentState(Collector):
                 restarts.add_metric([environment, component], float(state.restarts))
         yield up
         yield restarts
+
+        workers = GaugeMetricFamily("airgate_environment_workers", "Celery workers running "
+                                    "for the environment (its autoscaler's doing)",
+                                    labels=["environment"])
+        queued = GaugeMetricFamily("airgate_environment_queued_tasks", "The environment's "
+                                   "task instances queued for a worker", labels=["environment"])
+        for environment, (running, waiting) in sorted(
+                (self._workers() if self._workers else {}).items()):
+            workers.add_metric([environment], float(running))
+            queued.add_metric([environment], float(waiting))
+        yield workers
+        yield queued
 
         limit = GaugeMetricFamily("airgate_rest_api_admission_limit", "InvokeRestApi calls "
                                   "admission lets in at once (learned from latency)",
