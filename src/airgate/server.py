@@ -215,6 +215,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
             _reachable_endpoint(settings), tls.ca_bundle if tls else None,
             settings.execution_role_session_seconds)
         runtime.execution_roles = execution_roles
+        runtime.secrets = identities.box
     metrics = MetricsEndpoint(registry, settings.metrics_token)
     console = Console(identities, environments, provider,
                       MwaaAuthorizer(settings.region, settings.account_id), calls.recent,

@@ -219,6 +219,12 @@ class Identities:
         self._credentials: dict[str, Credential] = {}
         self._cached_version: tuple[int, int] | None = None
 
+    @property
+    def box(self) -> SecretBox:
+        """What encrypts secrets under the master key (also environments' keys kept in the
+        store)."""
+        return self._box
+
     @contextlib.contextmanager
     def _changing(self) -> Iterator[Session]:
         """A write transaction that also tells every cache (in any process) to drop.

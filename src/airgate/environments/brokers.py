@@ -19,6 +19,7 @@ Names carry the airgate installation, as metadata databases do.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 import urllib.parse
@@ -67,6 +68,9 @@ class Brokers(Protocol):
     def drop(self, name: str) -> None:
         """Remove the environment's login and everything in its namespace."""
 
+    def of(self, installation: str) -> Brokers:
+        """The same broker, naming logins as `installation` does (see MetadataDatabases.of)."""
+
 
 def brokers_for(url: str, installation: str = "",
                 management_url: str | None = None) -> Brokers:
@@ -91,6 +95,11 @@ class RedisBrokers:
     def __init__(self, url: str, installation: str = "") -> None:
         self._url = urllib.parse.urlsplit(url)
         self._installation = installation
+
+    def of(self, installation: str) -> RedisBrokers:
+        other = copy.copy(self)
+        other._installation = installation
+        return other
 
     def prefix(self, name: str) -> str:
         return f"{login_name(name, self._installation)}:"
@@ -146,6 +155,11 @@ class RabbitBrokers:
         else:
             base = f"http://{self._url.hostname or '127.0.0.1'}:15672"
         self._api = httpx.Client(base_url=f"{base}/api", auth=login, timeout=15.0)
+
+    def of(self, installation: str) -> RabbitBrokers:
+        other = copy.copy(self)
+        other._installation = installation
+        return other
 
     def prepare(self, name: str) -> BrokerAccess:
         user = login_name(name, self._installation)

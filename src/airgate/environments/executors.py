@@ -70,6 +70,10 @@ class Execution(Protocol):
     def forget(self, name: str) -> None:
         """The environment is gone: release what it held (its broker login and queues)."""
 
+    def of(self, installation: str) -> Execution:
+        """The same executor for an environment `installation` created (its broker login
+        is named by it)."""
+
 
 class LocalExecution:
     executor = "LocalExecutor"
@@ -84,6 +88,9 @@ class LocalExecution:
 
     def forget(self, name: str) -> None:
         return None
+
+    def of(self, installation: str) -> LocalExecution:
+        return self
 
 
 class CeleryExecution:
@@ -121,3 +128,6 @@ class CeleryExecution:
 
     def forget(self, name: str) -> None:
         self._brokers.drop(name)
+
+    def of(self, installation: str) -> CeleryExecution:
+        return CeleryExecution(self._brokers.of(installation))

@@ -26,6 +26,7 @@ import httpx
 from airgate.airflow.major import AirflowMajor, Placement, major_of
 from airgate.airflow.tokens import SigningKey
 from airgate.airflow.v3 import AIRFLOW_3
+from airgate.auth.secrets import SecretBox, write_private
 from airgate.environments import provision
 from airgate.environments import sandbox as sandboxed
 from airgate.environments.airflow_config import (
@@ -52,6 +53,16 @@ from airgate.environments.sandbox import Confinement, Sandbox, View
 from airgate.environments.sources import BucketFolders, S3Objects
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.environments.supervisor import ComponentSpec, ComponentState, ProcessGroup
+from airgate.environments.takeover import (
+    LEASE,
+    ORIGIN,
+    RENEW_SECONDS,
+    RUNNER,
+    abandoned,
+    lease_until,
+    movable,
+    origin_of,
+)
 from airgate.environments.templates import MetadataTemplates
 from airgate.environments.versions import AirflowRuntimes, runs_celery, runtime_folders
 from airgate.environments.workers import TaskCounts, WorkerPool
@@ -67,7 +78,6 @@ _log = logging.getLogger("airgate.runtime")
 HEALTH_TIMEOUT = 240.0  # seconds for a new environment to pass its health check
 MONITOR_INTERVAL = 2.0
 RECOVERY_GRACE = 10.0
-RUNNER = "Runner"  # in an environment's runtime record: the installation that runs it
 DAG_SYNC_INTERVAL = 10.0  # with DAG_REFRESH_SECONDS, S3 changes run within 30 s
 _STOP_TIMEOUT = 20.0
 
@@ -149,6 +159,9 @@ class LocalRuntime:
         self.execution_roles: ExecutionRoles | None = None
         # Set by the server when environments send their StatsD metrics to airgate.
         self.statsd: StatsdMetrics | None = None
+        # Set by the server: keeps each environment's Fernet key in the store under the
+        # master key, so another gateway taking it over reads its connections and variables.
+        self.secrets: SecretBox | None = None
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="env-monitor")
         self._monitor.start()
 
@@ -172,7 +185,9 @@ class LocalRuntime:
                 "no Celery provider); choose a later version")
 
     def begin_create(self, environment: EnvironmentRecord) -> None:
-        self._store.set_runtime(environment.name, {RUNNER: self._installation})
+        self._store.set_runtime(environment.name, {RUNNER: self._installation,
+                                                   ORIGIN: self._installation,
+                                                   LEASE: lease_until()})
         self._in_background(environment.name, self._create)
 
     def begin_update(self, environment: EnvironmentRecord, previous_spec: dict[str, Any]) -> None:
@@ -364,7 +379,7 @@ class LocalRuntime:
         self._end_leftovers(name)
         layout = self._layout(name)
         layout.airflow_cfg.unlink(missing_ok=True)
-        return self._databases.snapshot(name, layout.database)
+        return self._databases_of(self._store.get(name)).snapshot(name, layout.database)
 
     def _restart(self, name: str) -> None:
         record = self._store.get(name)
@@ -404,8 +419,10 @@ class LocalRuntime:
 
     def _delete(self, name: str) -> None:
         self._stop(name)
+        record = self._store.find(name)
+        origin = origin_of(record.runtime if record else {}, self._installation)
         try:
-            self._execution.forget(name)
+            self._execution.of(origin).forget(name)
         except BrokerError as error:  # its login stays; the next airgate can't tell
             _log.warning("could not remove the environment's broker login", extra={
                 "fields": {"environment": name, "error": str(error)}})
@@ -418,7 +435,7 @@ class LocalRuntime:
         layout.airgate_key.unlink(missing_ok=True)
         if self.statsd is not None:
             self.statsd.forget(name)
-        self._databases.drop(name)
+        self._databases.of(origin).drop(name)
         self._store.remove(name)
 
     # --- processes ---------------------------------------------------------------------
@@ -443,17 +460,23 @@ class LocalRuntime:
         shutil.rmtree(layout.tmp, ignore_errors=True)  # /tmp starts empty, as on a new host
         layout.create()
         setup_log = layout.log_file("setup")
+        self._restore_fernet_key(record, layout)
         provision.keys(layout, trust_own=major.signs_own_tokens)
+        self._keep_fernet_key(record, layout)
         ports = self._ports(record)
         version = spec["AirflowVersion"]
         interpreter = self._runtimes.interpreter(version, setup_log)
         steps.done("runtime")
-        if self._templates is not None and self._templates.seed(
-                name, version, interpreter, major, layout.database):
+        origin = origin_of(record.runtime, self._installation)
+        databases, execution = self._databases.of(origin), self._execution.of(origin)
+        # A copy of the template only for a database of this installation's naming (one
+        # taken over from another gateway has its data already).
+        if self._templates is not None and origin == self._installation and \
+                self._templates.seed(name, version, interpreter, major, layout.database):
             with setup_log.open("a") as log:
                 log.write(f"airgate: metadata copied from Airflow {version}'s migrated "
                           "template\n")
-        url = self._databases.prepare(name)
+        url = databases.prepare(name)
         steps.done("metadata")
         database = major.database_options(url, layout.database)
         dags_folder = self._dags_folder(spec, layout)
@@ -463,7 +486,7 @@ class LocalRuntime:
         major.write_support(placement)
         sandbox = self._confine(name, layout, interpreter, Path(dags_folder))
         try:
-            executor = self._execution.options(name, spec)
+            executor = execution.options(name, spec)
         except BrokerError as error:
             raise ProvisionError("BROKER_UNAVAILABLE", str(error)) from None
         env = airflow_environment(
@@ -501,7 +524,7 @@ class LocalRuntime:
                 url, layout.database))}, setup_log, sandbox)
         steps.done("migrate")
 
-        processes = components(spec, major, ports, self._databases.on_server, self._execution)
+        processes = components(spec, major, ports, self._databases.on_server, execution)
         if self._execution.scales_workers:
             low, high = worker_bounds(spec)
             with setup_log.open("a") as log:
@@ -515,19 +538,19 @@ class LocalRuntime:
                           f"airgate: one scheduler, not {spec['Schedulers']}: Airflow's HA "
                           "scheduling needs PostgreSQL metadata (airgate up "
                           "--airflow-database-url)\n")
+
         def spec_of(component: str, argv: list[str]) -> ComponentSpec:
             return ComponentSpec(component, [str(interpreter), "-m", "airflow", *argv],
                                  env, layout.log_file(component), layout.airflow_home, sandbox)
 
         group = ProcessGroup([spec_of(component, argv) for component, argv in processes])
         pool = None
-        if self._execution.scales_workers:
-            execution = self._execution
+        if execution.scales_workers:
             pool = WorkerPool(
                 name, group, lambda worker: spec_of(worker, execution.worker_argv(worker)),
                 WorkerScaler(*worker_bounds(spec), tasks_per_worker(spec),
                              self._worker_quiet_seconds),
-                lambda: TaskCounts(*self._databases.task_counts(name)))
+                lambda: TaskCounts(*databases.task_counts(name)))
         with self._guard:
             self._groups[name] = group
             if pool is not None:
@@ -537,12 +560,20 @@ class LocalRuntime:
                                                      layout.airflow_home, sandbox)
         group.start()
         # The UI as users reach it: through airgate's front, its WebServerHostname.
-        self._store.set_runtime(name, {RUNNER: self._installation, "Steps": dict(steps.seconds),
-                                       "Executor": self._execution.executor,
-                                       "Ports": ports.as_dict(),
-                                       "WebserverUrl":
-                                           f"{self._web_scheme}://{self._web_host}:"
-                                           f"{ports.web}"})
+        # Its runner was set when it was created or taken over (never here: a runner that
+        # lost it while starting must not take it back); environments from before runners
+        # were recorded get this one.
+        ownership = {ORIGIN: origin, LEASE: lease_until()}
+        if record.runtime.get(RUNNER) is None:
+            ownership[RUNNER] = self._installation
+        self._store.note_runtime(
+            name, **ownership,
+            Steps=dict(steps.seconds), Executor=execution.executor, Ports=ports.as_dict(),
+            WebserverUrl=f"{self._web_scheme}://{self._web_host}:{ports.web}",
+            # What another gateway needs to take the environment over, and to end what
+            # this one leaves running should it die (takeover.py).
+            MetadataOnServer=self._databases.on_server,
+            AirflowHome=str(layout.airflow_home), SandboxUid=self._sandbox.uid_of(name))
         self._await_healthy(name, group, major, ports.api, steps)
         _log.info("environment started", extra={"fields": {
             "environment": name, "seconds": steps.seconds}})
@@ -626,7 +657,7 @@ class LocalRuntime:
     def _watch(self) -> None:
         """AVAILABLE <-> UNAVAILABLE as components die and come back; DAGs kept in sync
         with S3 (bucket folders need no syncing: Airflow reads them in place)."""
-        last_sync = time.monotonic()
+        last_sync = last_renewal = time.monotonic()
         with httpx.Client(timeout=3.0) as client:
             while not self._closing.wait(MONITOR_INTERVAL):
                 with self._guard:
@@ -644,19 +675,65 @@ class LocalRuntime:
                         self._sync_dags(name)
                 if sync_now:
                     last_sync = time.monotonic()
+                if time.monotonic() - last_renewal >= RENEW_SECONDS:
+                    last_renewal = time.monotonic()
+                    self._renew_leases()
                 self._take_up_changes_made_elsewhere()
 
     def _take_up_changes_made_elsewhere(self) -> None:
-        """UpdateEnvironment or DeleteEnvironment received by another airgate on the same
-        store, for an environment this one runs: carry it out here."""
+        """What other airgates on the same store leave to this one: UpdateEnvironment or
+        DeleteEnvironment they received for an environment this one runs, carried out
+        here; environments whose runner stopped renewing its lease, taken over
+        (takeover.py); environments another airgate took over from this one, stopped."""
         for record in self._store.all():
-            if record.status not in ("UPDATING", "DELETING") or not self.runs(record):
-                continue
             with self._guard:
                 if self._busy[record.name]:
                     continue
+            if self._databases.on_server and movable(record, self._installation):
+                self._take_over(record)
+                continue
+            if record.name in self._groups and not self.runs(record):
+                # Another gateway took it over (this one's lease ran out): stop running it.
+                _log.warning("environment taken over by another airgate; stopping it here",
+                             extra={"fields": {"environment": record.name}})
+                self._in_background(record.name, self._stop)
+                continue
+            if record.status not in ("UPDATING", "DELETING") or not self.runs(record):
+                continue
             self._in_background(record.name, self._restart if record.status == "UPDATING"
                                 else self._delete)
+
+    def _renew_leases(self) -> None:
+        """Every environment this airgate runs: its lease, renewed (takeover.py)."""
+        for record in self._store.all():
+            if record.runtime.get(RUNNER) == self._installation:
+                self._store.note_runtime(record.name, **{LEASE: lease_until()})
+
+    def _take_over(self, record: EnvironmentRecord) -> None:
+        """Claim an environment whose runner's lease ran out, end what that runner left on
+        this machine, and bring the environment up here (or finish its deletion)."""
+        name, lost = record.name, record.runtime.get(RUNNER)
+        if not self._store.claim_runtime(
+                name, lambda runtime: runtime.get(RUNNER) == lost
+                and abandoned(runtime, self._installation),
+                {RUNNER: self._installation, LEASE: lease_until(), "TakenOverFrom": lost},
+                # Nothing serves it until it runs here.
+                statuses={"AVAILABLE": "UNAVAILABLE"}):
+            return  # another gateway was quicker, or the runner came back
+        _log.warning("taking over an environment whose airgate stopped renewing its lease",
+                     extra={"fields": {"environment": name, "from": lost}})
+
+        def take_over(name: str) -> None:
+            home = record.runtime.get("AirflowHome")
+            if home:  # its processes, where they run on this machine
+                uid = record.runtime.get("SandboxUid")
+                end_processes_with_home(Path(str(home)), uid if isinstance(uid, int) else None)
+            if record.status == "DELETING":
+                self._delete(name)
+            else:
+                self._restart(name)
+
+        self._in_background(name, take_over)
 
     def _sync_dags(self, name: str) -> None:
         if not isinstance(self._sources, S3Objects):
@@ -676,7 +753,8 @@ class LocalRuntime:
         again and Airflow's health check passes: right after a crash the health report still
         shows the dead process's last heartbeat, and the restart may come within a second."""
         record = self._store.find(name)
-        if record is None or record.status not in ("AVAILABLE", "UNAVAILABLE"):
+        if record is None or record.status not in ("AVAILABLE", "UNAVAILABLE") \
+                or not self.runs(record):  # taken over: its status is the new runner's
             return
         restarts = sum(group.restarts().values())
         now = time.monotonic()
@@ -698,6 +776,21 @@ class LocalRuntime:
                                        status=wanted)
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _databases_of(self, record: EnvironmentRecord) -> MetadataDatabases:
+        return self._databases.of(origin_of(record.runtime, self._installation))
+
+    def _restore_fernet_key(self, record: EnvironmentRecord, layout: EnvironmentLayout) -> None:
+        """The Fernet key kept in the store, where this machine has none (a takeover)."""
+        stored = record.runtime.get("FernetKey")
+        if self.secrets is None or not stored or layout.fernet_key.exists():
+            return
+        write_private(layout.fernet_key, self.secrets.decrypt(str(stored)).encode())
+
+    def _keep_fernet_key(self, record: EnvironmentRecord, layout: EnvironmentLayout) -> None:
+        if self.secrets is not None and not record.runtime.get("FernetKey"):
+            self._store.note_runtime(record.name, FernetKey=self.secrets.encrypt(
+                layout.fernet_key.read_text().strip()))
 
     def _layout(self, name: str) -> EnvironmentLayout:
         return EnvironmentLayout.of(self._home, name)
@@ -728,3 +821,4 @@ def _only_worker_bounds_differ(spec: Mapping[str, Any], previous: Mapping[str, A
     bounds = {"MinWorkers", "MaxWorkers"}
     changed = {key for key in {*spec, *previous} if spec.get(key) != previous.get(key)}
     return bool(changed) and changed <= bounds
+

@@ -47,6 +47,13 @@ class MetadataDatabases:
         return self._server.set(database=self.name_of(name), username=self.name_of(name),
                                 password=password)
 
+    def of(self, installation: str) -> MetadataDatabases:
+        """The same server, naming databases as `installation` does: an environment
+        another gateway created keeps its database when this one takes it over."""
+        other = MetadataDatabases(None, installation)
+        other._server = self._server
+        return other
+
     @property
     def on_server(self) -> bool:
         """Whether environments' metadata is on a PostgreSQL server (else SQLite files)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,6 +151,20 @@ class EnvironmentStore:
             row = session.get(Environment, name)
             if row is not None:
                 row.runtime = {**(row.runtime or {}), **facts}
+
+    def claim_runtime(self, name: str, claimable: Callable[[Mapping[str, Any]], bool],
+                      facts: Mapping[str, Any],
+                      statuses: Mapping[str, str] | None = None) -> bool:
+        """Add `facts` to the environment's runtime if `claimable(runtime)` holds, deciding
+        under the row's lock, so that of several gateways claiming at once one wins; and
+        move its status as `statuses` says (from: to), in the same transaction."""
+        with self._changing() as session:
+            row = session.get(Environment, name, with_for_update=True)
+            if row is None or not claimable(dict(row.runtime or {})):
+                return False
+            row.runtime = {**(row.runtime or {}), **facts}
+            row.status = (statuses or {}).get(row.status, row.status)
+            return True
 
     def remove(self, name: str) -> None:
         with self._changing() as session:
