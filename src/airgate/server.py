@@ -54,6 +54,7 @@ from airgate.services.iam import IamService
 from airgate.services.sts import StsService
 from airgate.store.db import Database
 from airgate.store.generations import Generations
+from airgate.store.shared import SharedKeys, StoredSpentTokens
 from airgate.tls import TlsFiles, ensure_certificates
 from airgate.web.console import Console
 from airgate.web.fronts import WebFronts
@@ -181,7 +182,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     tls = ensure_certificates(settings.tls_dir, settings.host) if settings.tls else None
     fronts = None
     if isinstance(runtime, LocalRuntime):
-        tokens = EnvironmentTokens.load_or_create(settings.home / "keys" / "web-tokens.key")
+        tokens = front_tokens(settings, db, identities)
         # Web sessions are checked against IAM again while they last (airgate/web/review.py).
         review = IamReview(identities, MwaaAuthorizer(settings.region, settings.account_id),
                            environments, settings.region)
@@ -226,6 +227,19 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
                      console=console)
     return Airgate(settings, db, identities, environments, runtime, provider, app, generations,
                    fronts, tls, metrics, statsd)
+
+
+def front_tokens(settings: Settings, db: Database, identities: Identities) -> EnvironmentTokens:
+    """The tokens of environments' fronts, under a secret every gateway on the store shares
+    (the one this home kept before secrets were shared, if it is the first to share one),
+    with used one-use tokens kept in the store."""
+    kept = settings.home / "keys" / "web-tokens.key"
+
+    def first() -> bytes:
+        return kept.read_bytes() if kept.exists() else secrets.token_bytes(32)
+
+    secret = SharedKeys(db, identities.box).key("web-tokens", first)
+    return EnvironmentTokens(secret, StoredSpentTokens(db))
 
 
 def _reachable_endpoint(settings: Settings) -> str:

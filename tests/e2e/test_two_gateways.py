@@ -10,6 +10,7 @@ created them; the last test shows the other gateway leaving them alone.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import contextlib
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 
@@ -118,9 +120,9 @@ def monitor_rounds(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> list[float]
 @pytest.mark.timeout(600)  # its bounded waits: AVAILABLE 240 s, deletion 120 s, processes 30 s
 def test_each_environment_runs_under_the_airgate_that_created_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real Airflow: the second gateway's start leaves the first's environment alone, tells
-    InvokeRestApi callers where it runs, and a DeleteEnvironment sent to it is carried out
-    by the first."""
+    """Real Airflow: the second gateway's start leaves the first's environment alone, serves
+    it all the same (InvokeRestApi, CLI and web-login tokens), and a DeleteEnvironment sent
+    to it is carried out by the first."""
     monkeypatch.setenv(MASTER_KEY_VARIABLE, Fernet.generate_key().decode())
     homes = {name: tmp_path / name for name in ("a", "b")}
     for home in homes.values():
@@ -145,14 +147,7 @@ def test_each_environment_runs_under_the_airgate_that_created_it(
                 assert not (homes["b"] / "environments" / "shared").exists()
                 # None of the first's processes was ended: the same ones still run.
                 assert {p.pid for p in in_a.find()} >= running_here
-                assert first.client().invoke_rest_api(
-                    Name="shared", Method="GET", Path="/version")["RestApiStatusCode"] == 200
-                with pytest.raises(botocore.exceptions.ClientError) as elsewhere:
-                    second.client().invoke_rest_api(Name="shared", Method="GET",
-                                                    Path="/version")
-                assert elsewhere.value.response["Error"]["Code"] == \
-                    "ServiceUnavailableException"
-                assert "another airgate" in elsewhere.value.response["Error"]["Message"]
+                serves_the_environment_it_does_not_run(first, second)
 
                 second.client().delete_environment(Name="shared")
                 wait_for(lambda: "shared" not in first.client().list_environments()[
@@ -161,6 +156,44 @@ def test_each_environment_runs_under_the_airgate_that_created_it(
     finally:
         left = in_a.kill_all() + in_b.kill_all()
     assert not left, f"processes left running: {left}"
+
+
+def serves_the_environment_it_does_not_run(first: RunningAirgate,
+                                           second: RunningAirgate) -> None:
+    """The second gateway answers for the first's environment: InvokeRestApi reads and
+    writes the same Airflow, and its CLI and web-login tokens work at the environment's
+    front, a web-login token once only."""
+    version = first.client().invoke_rest_api(Name="shared", Method="GET", Path="/version")
+    through_second = second.client().invoke_rest_api(Name="shared", Method="GET",
+                                                     Path="/version")
+    assert through_second["RestApiStatusCode"] == 200
+    assert through_second["RestApiResponse"] == version["RestApiResponse"]
+    second.client().invoke_rest_api(Name="shared", Method="POST", Path="/variables",
+                                    Body={"key": "from_second", "value": "b"})
+    assert first.client().invoke_rest_api(Name="shared", Method="GET",
+                                          Path="/variables/from_second")[
+        "RestApiResponse"]["value"] == "b"
+
+    cli = second.client().create_cli_token(Name="shared")
+    hostname = first.client().create_cli_token(Name="shared")["WebServerHostname"]
+    assert cli["WebServerHostname"] == hostname
+    answer = httpx.post(f"http://{hostname}/aws_mwaa/cli", content="variables get from_second",
+                        headers={"Authorization": f"Bearer {cli['CliToken']}"}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert base64.b64decode(answer.json()["stdout"]).decode().strip().endswith("b")
+
+    login = second.client().create_web_login_token(Name="shared")
+    assert login["WebServerHostname"] == hostname
+    signed_in = httpx.post(f"http://{hostname}/pluginsv2/aws_mwaa/login",
+                           data={"token": login["WebToken"]}, timeout=30)
+    assert signed_in.status_code == 200, signed_in.text
+    session = signed_in.cookies["airgate.session.shared"]
+    with httpx.Client(base_url=f"http://{hostname}",
+                      cookies={"airgate.session.shared": session}) as browser:
+        assert browser.get("/api/v2/variables/from_second").json()["value"] == "b"
+    again = httpx.post(f"http://{hostname}/pluginsv2/aws_mwaa/login",
+                       data={"token": login["WebToken"]}, timeout=30)
+    assert again.status_code == 401
 
 
 @pytest.mark.slow

@@ -48,9 +48,16 @@ class SigningKey:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption())
             write_private(path, pem)
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        try:
+            return cls.from_pem(path.read_bytes(), kid)
+        except ValueError:
+            raise ValueError(f"{path} does not hold an Ed25519 private key") from None
+
+    @classmethod
+    def from_pem(cls, pem: bytes, kid: str) -> SigningKey:
+        key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} does not hold an Ed25519 private key")
+            raise ValueError("not an Ed25519 private key")
         return cls(key, kid)
 
     def public_jwk(self) -> dict[str, Any]:

@@ -82,6 +82,12 @@ DAG_SYNC_INTERVAL = 10.0  # with DAG_REFRESH_SECONDS, S3 changes run within 30 s
 _STOP_TIMEOUT = 20.0
 
 
+# The environment's files whose secrets the store keeps too (runtime field by layout
+# attribute): what a gateway taking the environment over, or minting its tokens, needs.
+KEPT_SECRETS = {"fernet_key": "FernetKey", "airgate_key": "AirgateKey"}
+API_HOST = "127.0.0.1"  # where environments' Airflow APIs listen (airflow/v2.py, v3.py)
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -218,15 +224,28 @@ class LocalRuntime:
             "airgate")
 
     def signing_key(self, name: str) -> SigningKey:
-        """airgate's key for minting this environment's tokens."""
-        layout = self._layout(name)
-        return SigningKey.load_or_create(layout.airgate_key, provision.AIRGATE_KEY_ID)
+        """airgate's key for minting this environment's tokens: from this machine if it runs
+        the environment, else as its runner keeps it in the store (under the master key)."""
+        record = self._store.cached(name)
+        if record is not None and not self.runs(record):
+            kept = record.runtime.get(KEPT_SECRETS["airgate_key"])
+            if not kept or self.secrets is None:
+                raise self._runner_elsewhere(record)
+            return SigningKey.from_pem(self.secrets.decrypt(str(kept)).encode(),
+                                       provision.AIRGATE_KEY_ID)
+        return SigningKey.load_or_create(self._layout(name).airgate_key,
+                                         provision.AIRGATE_KEY_ID)
 
     def api_url(self, environment: EnvironmentRecord) -> str | None:
+        """Where the environment's Airflow API answers: on this machine if it runs here, else
+        where its runner said (every gateway on the store serves every environment)."""
         if not self.runs(environment):
-            raise self._runner_elsewhere(environment)
+            url = environment.runtime.get("ApiUrl")
+            if not url:
+                raise self._runner_elsewhere(environment)
+            return str(url)
         port = (environment.runtime.get("Ports") or {}).get("api")
-        return f"http://127.0.0.1:{port}" if port else None
+        return f"http://{API_HOST}:{port}" if port else None
 
     def web_port(self, environment: EnvironmentRecord) -> int | None:
         """Where airgate fronts the environment (its WebServerHostname), once it has run
@@ -460,9 +479,9 @@ class LocalRuntime:
         shutil.rmtree(layout.tmp, ignore_errors=True)  # /tmp starts empty, as on a new host
         layout.create()
         setup_log = layout.log_file("setup")
-        self._restore_fernet_key(record, layout)
+        self._restore_secrets(record, layout)
         provision.keys(layout, trust_own=major.signs_own_tokens)
-        self._keep_fernet_key(record, layout)
+        self._keep_secrets(record, layout)
         ports = self._ports(record)
         version = spec["AirflowVersion"]
         interpreter = self._runtimes.interpreter(version, setup_log)
@@ -570,6 +589,7 @@ class LocalRuntime:
             name, **ownership,
             Steps=dict(steps.seconds), Executor=execution.executor, Ports=ports.as_dict(),
             WebserverUrl=f"{self._web_scheme}://{self._web_host}:{ports.web}",
+            ApiUrl=f"http://{API_HOST}:{ports.api}",
             # What another gateway needs to take the environment over, and to end what
             # this one leaves running should it die (takeover.py).
             MetadataOnServer=self._databases.on_server,
@@ -780,17 +800,29 @@ class LocalRuntime:
     def _databases_of(self, record: EnvironmentRecord) -> MetadataDatabases:
         return self._databases.of(origin_of(record.runtime, self._installation))
 
-    def _restore_fernet_key(self, record: EnvironmentRecord, layout: EnvironmentLayout) -> None:
-        """The Fernet key kept in the store, where this machine has none (a takeover)."""
-        stored = record.runtime.get("FernetKey")
-        if self.secrets is None or not stored or layout.fernet_key.exists():
+    def _restore_secrets(self, record: EnvironmentRecord, layout: EnvironmentLayout) -> None:
+        """The environment's keys kept in the store, where this machine has none (a
+        takeover): the same Fernet key for its data, the same key for airgate's tokens."""
+        if self.secrets is None:
             return
-        write_private(layout.fernet_key, self.secrets.decrypt(str(stored)).encode())
+        for kind, field in KEPT_SECRETS.items():
+            stored, path = record.runtime.get(field), getattr(layout, kind)
+            if stored and not path.exists():
+                write_private(path, self.secrets.decrypt(str(stored)).encode())
 
-    def _keep_fernet_key(self, record: EnvironmentRecord, layout: EnvironmentLayout) -> None:
-        if self.secrets is not None and not record.runtime.get("FernetKey"):
-            self._store.note_runtime(record.name, FernetKey=self.secrets.encrypt(
-                layout.fernet_key.read_text().strip()))
+    def _keep_secrets(self, record: EnvironmentRecord, layout: EnvironmentLayout) -> None:
+        """The environment's keys into the store, encrypted under the master key: for the
+        gateway that may take it over, and for every gateway minting its tokens."""
+        if self.secrets is None:
+            return
+        kept = {}
+        for kind, field in KEPT_SECRETS.items():
+            value = getattr(layout, kind).read_text().strip()
+            stored = record.runtime.get(field)
+            if not stored or self.secrets.decrypt(str(stored)) != value:
+                kept[field] = self.secrets.encrypt(value)
+        if kept:
+            self._store.note_runtime(record.name, **kept)
 
     def _layout(self, name: str) -> EnvironmentLayout:
         return EnvironmentLayout.of(self._home, name)

@@ -1,4 +1,5 @@
-"""Tables of the state store: identities and policies, environments and their tags."""
+"""Tables of the state store: identities and policies, environments and their tags, and
+what the gateways sharing a store share (keys, used one-use tokens)."""
 
 from __future__ import annotations
 
@@ -156,3 +157,23 @@ class EnvironmentTag(Base):
     )
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
+
+
+class SharedKey(Base):
+    """A key every gateway on this store uses alike (e.g. for the tokens of environments'
+    fronts), encrypted under the master key."""
+
+    __tablename__ = "shared_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sealed: Mapped[str] = mapped_column(Text)
+
+
+class SpentToken(Base):
+    """A one-use token already used, or a session already ended, until it expires anyway:
+    kept in the store so that no gateway accepts it again."""
+
+    __tablename__ = "spent_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -93,10 +94,13 @@ class WebFronts:
 
     def hostname(self, record: EnvironmentRecord) -> str | None:
         """The environment's WebServerHostname, its front answering there by the time this
-        returns (the follower may not have started it yet); None if it has no front."""
-        port = self._port_of(record)
-        if port is None or record.status not in SERVED_STATUSES:
+        returns (the follower may not have started it yet); for an environment another
+        gateway runs, the front that gateway serves; None if it has no front."""
+        if record.status not in SERVED_STATUSES:
             return None
+        port = self._port_of(record)
+        if port is None:
+            return served_elsewhere(record)
         with self._lock:
             if record.name not in self._running:
                 self._start_front(record.name, port)
@@ -169,3 +173,10 @@ class WebFronts:
         running.server.should_exit = True
         running.thread.join(timeout=10)
 
+
+
+def served_elsewhere(record: EnvironmentRecord) -> str | None:
+    """The WebServerHostname of an environment whose front another gateway serves, as that
+    gateway recorded it (its WebserverUrl without the scheme)."""
+    url = record.runtime.get("WebserverUrl")
+    return urlsplit(str(url)).netloc or None if url else None

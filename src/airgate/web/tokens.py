@@ -5,8 +5,10 @@ Each names its purpose, its environment, the caller's IAM identity and (for web 
 sessions) the Airflow role chosen for them. CLI and web-login tokens are valid for 60
 seconds, as on MWAA, and web-login tokens work once; a session lasts 12 hours unless it is
 ended sooner (signed out, or its identity no longer allowed). All are HMAC-signed JWTs under
-a secret kept in airgate's home: never a key any environment trusts, so none can be used as
-an Airflow token, and a token for one environment or purpose is refused for another.
+a secret every gateway on the store shares (kept there under the master key, so a token one
+gateway mints works at the front of any; used tokens are kept there too): never a key any
+environment trusts, so none can be used as an Airflow token, and a token for one environment
+or purpose is refused for another.
 
 A session with Airflow 2 also carries the Flask session airgate's sign-in got from the
 environment's web server (`fsid`), encrypted (AES-GCM under a key derived from the same
@@ -24,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import jwt
 from cryptography.exceptions import InvalidTag
@@ -59,16 +61,46 @@ class TokenClaims:
     airflow_session: str | None = None  # session, Airflow 2: its web server's Flask session
 
 
+class SpentTokens(Protocol):
+    """Ids of used web-login tokens and ended sessions, until they expire anyway."""
+
+    def spend(self, token_id: str, expires_at: float, now: float, once: bool) -> bool:
+        """Record the token as spent; False if `once` and it already was."""
+        ...
+
+    def is_spent(self, token_id: str, now: float) -> bool: ...
+
+
+class SpentInMemory:
+    """Spent tokens of one gateway alone (airgate/store/shared.py keeps them for all)."""
+
+    def __init__(self) -> None:
+        self._spent: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, token_id: str, expires_at: float, now: float, once: bool) -> bool:
+        with self._lock:
+            for stale in [k for k, exp in self._spent.items() if exp <= now]:
+                del self._spent[stale]
+            if once and token_id in self._spent:
+                return False
+            self._spent[token_id] = max(expires_at, self._spent.get(token_id, 0))
+            return True
+
+    def is_spent(self, token_id: str, now: float) -> bool:
+        with self._lock:
+            return self._spent.get(token_id, 0) > now
+
+
 class EnvironmentTokens:
     """Mints and checks CLI and web-login tokens for every environment of one airgate."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, spent: SpentTokens | None = None) -> None:
         self._secret = secret
         self._sealer = AESGCM(HKDF(hashes.SHA256(), 32, salt=None,
                                    info=b"airgate web session: airflow session").derive(secret))
-        # Ids of used web-login tokens and ended sessions, until they expire anyway.
-        self._spent: dict[str, float] = {}
-        self._lock = threading.Lock()
+        # Used web-login tokens and ended sessions: in the store when gateways share one.
+        self._spent = spent or SpentInMemory()
 
     @classmethod
     def load_or_create(cls, path: Path) -> EnvironmentTokens:
@@ -129,16 +161,11 @@ class EnvironmentTokens:
         self._spend(session.token_id, session.expires_at, time.time(), once=False)
 
     def _spend(self, token_id: str, expires_at: float, now: float, once: bool = True) -> None:
-        with self._lock:
-            for stale in [k for k, exp in self._spent.items() if exp <= now]:
-                del self._spent[stale]
-            if once and token_id in self._spent:
-                raise TokenRefused("The token has already been used")
-            self._spent[token_id] = expires_at
+        if not self._spent.spend(token_id, expires_at, now, once):
+            raise TokenRefused("The token has already been used")
 
     def _is_spent(self, token_id: str, now: float) -> bool:
-        with self._lock:
-            return self._spent.get(token_id, 0) > now
+        return self._spent.is_spent(token_id, now)
 
     def _seal(self, value: str, claims: dict[str, Any]) -> str:
         nonce = secrets.token_bytes(12)
