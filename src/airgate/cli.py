@@ -240,6 +240,13 @@ def _run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_worker(args: argparse.Namespace) -> int:
+    from airgate.worker import serve_workers
+
+    serve_workers(_settings(args, sandbox=args.sandbox), args.environment, args.workers)
+    return 0
+
+
 def _run_logs(args: argparse.Namespace) -> int:
     from airgate.environments.layout import COMPONENTS, EnvironmentLayout
 
@@ -359,6 +366,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "aws:SecureTransport (AIRGATE_FORWARDED_ALLOW_IPS; default none: the "
                     "headers are ignored)")
     up.set_defaults(run=_run_up)
+
+    worker = commands.add_parser(
+        "worker", help="run a Celery environment's workers on this machine",
+        description="Celery workers of an environment that a gateway on the same state store "
+        "runs (airgate up --broker-url), on this machine: give the gateways' store "
+        "(--database-url or AIRGATE_DATABASE_URL) and master key (AIRGATE_MASTER_KEY). DAGs, "
+        "plugins, requirements and the startup script come from the environment's bucket; "
+        "the environment's autoscaler counts these workers toward MinWorkers and MaxWorkers. "
+        "Runs until interrupted or the environment is deleted.")
+    _add_common(worker)
+    worker.add_argument("--environment", required=True, help="environment name")
+    worker.add_argument("--workers", type=int, default=1,
+                        help="how many workers to run here (default 1)")
+    worker.add_argument("--sandbox", choices=["auto", "required", "off"],
+                        help="how the workers are isolated (AIRGATE_SANDBOX), as for airgate up")
+    worker.set_defaults(run=_run_worker)
 
     logs = commands.add_parser("logs", help="print an environment's component logs",
                                description="The last lines of an environment's logs: setup "

@@ -39,6 +39,7 @@ from airgate.environments.sources import BucketFolders, S3Objects, uses_s3
 from airgate.environments.store import EnvironmentStore
 from airgate.environments.templates import MetadataTemplates
 from airgate.environments.versions import AirflowRuntimes
+from airgate.environments.worker_reports import WorkerReports
 from airgate.gateway import Gateway
 from airgate.listen import uvicorn_config
 from airgate.metrics.calls import CallMetrics
@@ -217,6 +218,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
             settings.execution_role_session_seconds)
         runtime.execution_roles = execution_roles
         runtime.secrets = identities.box
+        runtime.reports = WorkerReports(db)
     metrics = MetricsEndpoint(registry, settings.metrics_token)
     console = Console(identities, environments, provider,
                       MwaaAuthorizer(settings.region, settings.account_id), calls.recent,

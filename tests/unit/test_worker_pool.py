@@ -100,3 +100,39 @@ def test_the_pool_grows_then_retires_the_idlest_by_warm_shutdown(tmp_path: Path)
         assert worker_2.returncode == 0  # it exited on its own, after its task
     finally:
         group.stop(5)
+
+
+def test_workers_on_other_machines_count_toward_the_bounds_and_the_need(
+        tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+
+    def spec_of(name: str) -> ComponentSpec:
+        return ComponentSpec(name, [sys.executable, str(script), "idle",
+                                    str(tmp_path / f"{name}.done")], {},
+                             tmp_path / f"{name}.log", tmp_path)
+
+    tasks, remote = TaskCounts(queued=6, running=0), 2
+    group = ProcessGroup([spec_of("worker-1")])
+    pool = WorkerPool("env", group, spec_of,
+                      WorkerScaler(minimum=1, maximum=4, per_worker=2, quiet_seconds=5),
+                      lambda: tasks, lambda: remote)
+    group.start()
+    try:
+        pool.tend(now=0)  # 6 tasks: 3 workers, 2 of them elsewhere
+        assert pool.workers() == ["worker-1"]
+        assert pool.remote == 2
+        wait_until(lambda: pool.running() == 3, 10)  # reported as 1 here + 2 elsewhere
+        tasks = TaskCounts(queued=12, running=0)  # 6 would do; MaxWorkers is 4
+        pool.tend(now=1)
+        assert pool.workers() == ["worker-1", "worker-2"]
+        remote = 4  # the other machine alone fills MaxWorkers: this one's go at once
+        pool.tend(now=2)
+        assert pool.workers() == []
+        assert pool.remote == 4
+        wait_until(lambda: not group.retiring(), 10)
+        remote = 0  # that machine is lost (its report ran out): the need is met here
+        pool.tend(now=3)
+        assert pool.workers() == ["worker-1", "worker-2", "worker-3", "worker-4"]
+    finally:
+        group.stop(5)

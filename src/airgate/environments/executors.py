@@ -121,13 +121,18 @@ class CeleryExecution:
         }
 
     def worker_argv(self, worker: str) -> list[str]:
-        """Logs are read from the shared log folder on this machine, so workers serve none;
-        mingle and gossip only chatter among workers airgate already knows about."""
-        return ["celery", "worker", "--celery-hostname", f"{worker}@%h", "--skip-serve-logs",
-                "--without-mingle", "--without-gossip"]
+        return celery_worker_argv(worker)
 
     def forget(self, name: str) -> None:
         self._brokers.drop(name)
 
     def of(self, installation: str) -> CeleryExecution:
         return CeleryExecution(self._brokers.of(installation))
+
+
+def celery_worker_argv(worker: str) -> list[str]:
+    """`airflow ...` arguments of one Celery worker, here or on another machine. Logs are
+    read from the log folder of the machine that runs the environment, so workers serve
+    none; mingle and gossip only chatter among workers airgate already knows about."""
+    return ["celery", "worker", "--celery-hostname", f"{worker}@%h", "--skip-serve-logs",
+            "--without-mingle", "--without-gossip"]

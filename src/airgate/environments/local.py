@@ -49,7 +49,8 @@ from airgate.environments.layout import EnvironmentLayout, free_port, port_is_fr
 from airgate.environments.leftovers import end_processes_with_home
 from airgate.environments.metadata import MetadataDatabases, Snapshot
 from airgate.environments.provision import ProvisionError
-from airgate.environments.sandbox import Confinement, Sandbox, View
+from airgate.environments.remote import KIT, WorkerKit
+from airgate.environments.sandbox import Sandbox
 from airgate.environments.sources import BucketFolders, S3Objects
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.environments.supervisor import ComponentSpec, ComponentState, ProcessGroup
@@ -65,6 +66,7 @@ from airgate.environments.takeover import (
 )
 from airgate.environments.templates import MetadataTemplates
 from airgate.environments.versions import AirflowRuntimes, runs_celery, runtime_folders
+from airgate.environments.worker_reports import WorkerReports
 from airgate.environments.workers import TaskCounts, WorkerPool
 from airgate.errors import (
     ResourceNotFoundException,
@@ -168,6 +170,9 @@ class LocalRuntime:
         # Set by the server: keeps each environment's Fernet key in the store under the
         # master key, so another gateway taking it over reads its connections and variables.
         self.secrets: SecretBox | None = None
+        # Set by the server: the workers `airgate worker` runs on other machines, which
+        # count toward each Celery environment's MinWorkers and MaxWorkers.
+        self.reports: WorkerReports | None = None
         self._monitor = threading.Thread(target=self._watch, daemon=True, name="env-monitor")
         self._monitor.start()
 
@@ -454,6 +459,8 @@ class LocalRuntime:
         layout.airgate_key.unlink(missing_ok=True)
         if self.statsd is not None:
             self.statsd.forget(name)
+        if self.reports is not None:
+            self.reports.forget(name)
         self._databases.of(origin).drop(name)
         self._store.remove(name)
 
@@ -498,12 +505,13 @@ class LocalRuntime:
         url = databases.prepare(name)
         steps.done("metadata")
         database = major.database_options(url, layout.database)
-        dags_folder = self._dags_folder(spec, layout)
+        dags_folder = provision.dags_folder(self._sources, spec, layout)
         placement = Placement(name, layout.airflow_home, layout.own_key, layout.jwks,
                               layout.support, layout.web_secret.read_text().strip(), ports,
                               self._web_scheme)
         major.write_support(placement)
-        sandbox = self._confine(name, layout, interpreter, Path(dags_folder))
+        sandbox = provision.confine(self._sandbox, name, layout, runtime_folders(interpreter),
+                                    Path(dags_folder))
         try:
             executor = execution.options(name, spec)
         except BrokerError as error:
@@ -515,28 +523,19 @@ class LocalRuntime:
 
         if self.statsd is not None:  # after the caller's options: metrics go to airgate
             env.update(option_variables(self.statsd.airflow_options(name)))
+        role_variables: dict[str, str] = {}
         if self.execution_roles is not None:
             # Before the startup script, which may still set credentials of its own.
-            variables, said = self.execution_roles.variables(record, layout.own_key.parent)
-            env.update(variables)
+            role_variables, said = self.execution_roles.variables(record,
+                                                                  layout.own_key.parent)
+            env.update(role_variables)
             with setup_log.open("a") as log:
                 log.write(f"airgate: {said}\n")
 
         steps.done("prepare")
-        # Plugins first: requirements may name wheels shipped in plugins.zip, as on MWAA.
-        plugins = layout.root / "plugins.zip"
-        if provision.fetch_object(self._sources, spec, "Plugins", plugins):
-            provision.unpack_plugins(plugins, layout.plugins)
-        requirements = layout.root / "requirements.txt"
-        if provision.fetch_object(self._sources, spec, "Requirements", requirements):
-            constraints = layout.root / "constraints.txt"
-            provision.write_constraints(
-                interpreter, self._runtimes.folder(version) / "constraints.txt", constraints)
-            provision.install_requirements(interpreter, requirements, layout.site_packages,
-                                           constraints, env, setup_log, sandbox)
-        script = layout.root / "startup.sh"
-        if provision.fetch_object(self._sources, spec, "StartupScript", script):
-            env.update(provision.run_startup_script(script, env, setup_log, sandbox))
+        provision.tenant_code(self._sources, spec, layout, interpreter,
+                              self._runtimes.folder(version) / "constraints.txt", env,
+                              setup_log, sandbox)
         steps.done("plugins_requirements_startup_script")
         provision.migrate_database(
             interpreter, {**env, **option_variables(major.migration_options(
@@ -569,7 +568,8 @@ class LocalRuntime:
                 name, group, lambda worker: spec_of(worker, execution.worker_argv(worker)),
                 WorkerScaler(*worker_bounds(spec), tasks_per_worker(spec),
                              self._worker_quiet_seconds),
-                lambda: TaskCounts(*databases.task_counts(name)))
+                lambda: TaskCounts(*databases.task_counts(name)),
+                lambda: self.reports.remote_workers(name, time.time()) if self.reports else 0)
         with self._guard:
             self._groups[name] = group
             if pool is not None:
@@ -585,6 +585,9 @@ class LocalRuntime:
         ownership = {ORIGIN: origin, LEASE: lease_until()}
         if record.runtime.get(RUNNER) is None:
             ownership[RUNNER] = self._installation
+        if execution.scales_workers and self.secrets is not None:
+            # What `airgate worker` on another machine needs to run this start's workers.
+            ownership[KIT] = WorkerKit(database, executor, role_variables).seal(self.secrets)
         self._store.note_runtime(
             name, **ownership,
             Steps=dict(steps.seconds), Executor=execution.executor, Ports=ports.as_dict(),
@@ -597,19 +600,6 @@ class LocalRuntime:
         self._await_healthy(name, group, major, ports.api, steps)
         _log.info("environment started", extra={"fields": {
             "environment": name, "seconds": steps.seconds}})
-
-    def _confine(self, name: str, layout: EnvironmentLayout, interpreter: Path,
-                 dags_folder: Path) -> Confinement:
-        """The environment's sandbox: it writes its AIRFLOW_HOME, HOME and site-packages,
-        reads its own folder, the runtime and its DAGs, and nothing else of airgate's."""
-        inside = layout.root == dags_folder or layout.root in dags_folder.parents
-        view = View(name, layout.root,
-                    writable=(layout.airflow_home, layout.home, layout.site_packages),
-                    readable=(*runtime_folders(interpreter), *(() if inside else (dags_folder,))),
-                    tmp=layout.tmp, workdir=layout.airflow_home)
-        confinement = self._sandbox.confine(view)
-        sandboxed.grant_read(layout.own_key, confinement.uid)  # Airflow signs with it
-        return confinement
 
     def _await_healthy(self, name: str, group: ProcessGroup, major: AirflowMajor,
                        port: int, steps: _Steps) -> None:
@@ -835,16 +825,6 @@ class LocalRuntime:
             port = known.get(role)
             chosen[role] = port if port and port_is_free(port) else free_port()
         return Ports(**chosen)
-
-    def _dags_folder(self, spec: Mapping[str, Any], layout: EnvironmentLayout) -> str:
-        if isinstance(self._sources, BucketFolders):
-            return str(self._sources.dags_folder(spec["SourceBucketArn"], spec["DagS3Path"]))
-        try:
-            self._sources.sync(spec["SourceBucketArn"], spec["DagS3Path"], layout.dags)
-        except Exception as error:
-            raise ProvisionError("S3_SYNC_FAILED", f"could not read DAGs from S3: {error}") \
-                from None
-        return str(layout.dags)
 
 
 def _only_worker_bounds_differ(spec: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:

@@ -21,7 +21,8 @@ from airgate.airflow.v3 import OWN_KEY_ID
 from airgate.auth.secrets import write_private
 from airgate.environments import sandbox as sandboxed
 from airgate.environments.layout import EnvironmentLayout
-from airgate.environments.sandbox import Confinement
+from airgate.environments.sandbox import Confinement, Sandbox, View
+from airgate.environments.sources import BucketFolders
 
 AIRGATE_KEY_ID = "airgate"
 REQUIREMENTS_TIMEOUT = 600.0
@@ -161,3 +162,51 @@ def _run(code: str, what: str, command: list[str], env: Mapping[str, str], log: 
                              + "\n".join(relevant)[-_ERROR_TAIL:])
     return result.stdout.decode(errors="replace")
 
+
+
+def dags_folder(sources: Any, spec: Mapping[str, Any], layout: EnvironmentLayout) -> str:
+    """Where the environment's Airflow reads its DAGs: a bucket folder in place, or a copy
+    of the S3 prefix in the environment's folder."""
+    if isinstance(sources, BucketFolders):
+        return str(sources.dags_folder(spec["SourceBucketArn"], spec["DagS3Path"]))
+    try:
+        sources.sync(spec["SourceBucketArn"], spec["DagS3Path"], layout.dags)
+    except Exception as error:
+        raise ProvisionError("S3_SYNC_FAILED", f"could not read DAGs from S3: {error}") \
+            from None
+    return str(layout.dags)
+
+
+def tenant_code(sources: ObjectSource, spec: Mapping[str, Any], layout: EnvironmentLayout,
+                interpreter: Path, constraints_cache: Path, env: dict[str, str], log: Path,
+                sandbox: Confinement) -> None:
+    """The environment's plugins, requirements and startup script, as MWAA takes them:
+    plugins first (requirements may name wheels shipped in plugins.zip), the startup
+    script last, its exports added to `env`. All of it runs in the sandbox."""
+    plugins = layout.root / "plugins.zip"
+    if fetch_object(sources, spec, "Plugins", plugins):
+        unpack_plugins(plugins, layout.plugins)
+    requirements = layout.root / "requirements.txt"
+    if fetch_object(sources, spec, "Requirements", requirements):
+        constraints = layout.root / "constraints.txt"
+        write_constraints(interpreter, constraints_cache, constraints)
+        install_requirements(interpreter, requirements, layout.site_packages, constraints, env,
+                             log, sandbox)
+    script = layout.root / "startup.sh"
+    if fetch_object(sources, spec, "StartupScript", script):
+        env.update(run_startup_script(script, env, log, sandbox))
+
+
+def confine(sandbox: Sandbox, name: str, layout: EnvironmentLayout, runtime: tuple[Path, ...],
+            dags: Path) -> Confinement:
+    """The environment's sandbox: it writes its AIRFLOW_HOME, HOME and site-packages,
+    reads its own folder, its Airflow `runtime` (versions.runtime_folders) and its DAGs,
+    and nothing else of airgate's."""
+    inside = layout.root == dags or layout.root in dags.parents
+    view = View(name, layout.root,
+                writable=(layout.airflow_home, layout.home, layout.site_packages),
+                readable=(*runtime, *(() if inside else (dags,))),
+                tmp=layout.tmp, workdir=layout.airflow_home)
+    confinement = sandbox.confine(view)
+    sandboxed.grant_read(layout.own_key, confinement.uid)  # Airflow signs with it
+    return confinement

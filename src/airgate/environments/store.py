@@ -146,9 +146,10 @@ class EnvironmentStore:
 
     def note_runtime(self, name: str, **facts: Any) -> None:
         """Add facts about the environment's runtime (its start's progress), keeping the
-        others; nothing if it is gone."""
+        others; nothing if it is gone. Under the row's lock: facts written at once by
+        several threads or gateways (a lease renewed while a start is noted) all stay."""
         with self._changing() as session:
-            row = session.get(Environment, name)
+            row = session.get(Environment, name, with_for_update=True)
             if row is not None:
                 row.runtime = {**(row.runtime or {}), **facts}
 

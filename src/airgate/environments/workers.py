@@ -1,4 +1,5 @@
-"""An environment's Celery workers on this machine, as many as its autoscaler says.
+"""An environment's Celery workers on this machine, as many as its autoscaler says
+(less those `airgate worker` runs for it on other machines).
 
 Workers are components of the environment's process group (worker-1, worker-2, ...),
 supervised like the scheduler. More start when queued and running tasks need them; when
@@ -43,14 +44,19 @@ class TaskCounts:
 class WorkerPool:
     def __init__(self, environment: str, group: ProcessGroup,
                  spec_of: Callable[[str], ComponentSpec], scaler: WorkerScaler,
-                 count_tasks: Callable[[], TaskCounts]) -> None:
+                 count_tasks: Callable[[], TaskCounts],
+                 count_remote: Callable[[], int] = lambda: 0) -> None:
         self._environment = environment
         self._group = group
         self._spec_of = spec_of
         self._scaler = scaler
         self._count_tasks = count_tasks
+        # Workers `airgate worker` runs for the environment on other machines
+        # (environments/remote.py): the scaler plans for all, this machine runs the rest.
+        self._count_remote = count_remote
         self._lock = threading.Lock()
         self.tasks = TaskCounts(0, 0)  # as last counted
+        self.remote = 0  # as last counted
 
     def workers(self) -> list[str]:
         """The workers running or being restarted (not those retiring)."""
@@ -58,9 +64,9 @@ class WorkerPool:
                        if name.startswith(WORKER_PREFIX)), key=_number)
 
     def running(self) -> int:
-        """Workers whose process runs now."""
-        return sum(1 for name, up in self._group.alive().items()
-                   if up and name.startswith(WORKER_PREFIX))
+        """Workers whose process runs now, here and (as last reported) elsewhere."""
+        return self.remote + sum(1 for name, up in self._group.alive().items()
+                                 if up and name.startswith(WORKER_PREFIX))
 
     def bound(self, minimum: int, maximum: int) -> None:
         with self._lock:
@@ -70,15 +76,17 @@ class WorkerPool:
         """Count the tasks, and start or retire workers to match."""
         try:
             tasks = self._count_tasks()
-        except Exception as error:  # the metadata server is away: try again next time
+            remote = self._count_remote()
+        except Exception as error:  # a server is away: try again next time
             _log.warning("could not count tasks", extra={"fields": {
                 "environment": self._environment, "error": str(error)}})
             return
         with self._lock:
-            self.tasks = tasks
+            self.tasks, self.remote = tasks, remote
             workers = self.workers()
-            target = self._scaler.target(len(workers), tasks.queued + tasks.running,
-                                         time.monotonic() if now is None else now)
+            total = self._scaler.target(len(workers) + remote, tasks.queued + tasks.running,
+                                        time.monotonic() if now is None else now)
+            target = max(0, total - remote)
             if target > len(workers):
                 self._start(target - len(workers), workers)
             elif target < len(workers):

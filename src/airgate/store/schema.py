@@ -177,3 +177,15 @@ class SpentToken(Base):
 
     token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[float]
+
+
+class WorkerReport(Base):
+    """Celery workers an `airgate worker` runs for an environment on another machine, as
+    it last reported them: the environment's autoscaler counts them until `until`."""
+
+    __tablename__ = "worker_reports"
+
+    environment: Mapped[str] = mapped_column(String(80), primary_key=True)
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workers: Mapped[int]
+    until: Mapped[float]
