@@ -229,6 +229,7 @@ def _run_up(args: argparse.Namespace) -> int:
                          account_id=args.account_id,
                          airflow_database_url=args.airflow_database_url,
                          broker_url=args.broker_url,
+                         advertise_address=args.advertise_address,
                          tls=True if args.tls else None, sandbox=args.sandbox,
                          forwarded_allow_ips=config.address_list(args.forwarded_allow_ips)
                          if args.forwarded_allow_ips is not None else None)
@@ -350,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "amqp://...): environments run Airflow's CeleryExecutor with autoscaled "
                     "workers, each on its own login there (AIRGATE_BROKER_URL; needs "
                     "--airflow-database-url; default the LocalExecutor)")
+    up.add_argument("--advertise-address", metavar="ADDRESS",
+                    help="this machine's address as other machines reach it: environments "
+                    "run here then listen on every address, so other gateways on the store "
+                    "and `airgate worker` machines reach them (AIRGATE_ADVERTISE_ADDRESS; "
+                    "default: only this machine reaches them)")
     up.add_argument("--dags", help="a folder of DAGs for the default environment, wired in "
                     "directly (edits are picked up within 30 s)")
     up.add_argument("--no-default-environment", action="store_true",

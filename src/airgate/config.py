@@ -83,6 +83,10 @@ class Settings:
     broker_management_url: str | None = None
     # How long fewer Celery workers must do before the extra ones are stopped.
     worker_quiet_seconds: float = 120.0
+    # The address other machines reach this one at (other gateways' InvokeRestApi and
+    # `airgate worker` machines, reaching the environments this gateway runs); None: only
+    # this machine reaches its environments, which listen on loopback.
+    advertise_address: str | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -150,6 +154,12 @@ class Settings:
                     "Celery environments (a broker URL) need PostgreSQL metadata: Celery "
                     "workers and several schedulers share it, which SQLite can't do; give "
                     "--airflow-database-url (AIRGATE_AIRFLOW_DATABASE_URL) too")
+        if self.advertise_address is not None and (
+                self.advertise_address in ("0.0.0.0", "::", "")
+                or not re.fullmatch(r"[A-Za-z0-9.\-:]+", self.advertise_address)):
+            raise ConfigError("advertise address must be this machine's address or name as "
+                              "other machines reach it (not a wildcard), got "
+                              f"{self.advertise_address!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port out of range: {self.port}")
         for address in self.forwarded_allow_ips:
@@ -194,6 +204,7 @@ def from_environment(env: dict[str, str] | None = None, **overrides: object) -> 
         broker_url=env.get("AIRGATE_BROKER_URL") or None,
         broker_management_url=env.get("AIRGATE_BROKER_MANAGEMENT_URL") or None,
         worker_quiet_seconds=_number(env, "AIRGATE_WORKER_QUIET_SECONDS", 120.0) or 120.0,
+        advertise_address=env.get("AIRGATE_ADVERTISE_ADDRESS") or None,
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     if "home" in given:

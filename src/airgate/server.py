@@ -169,7 +169,8 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
                         databases=databases, templates=templates,
                         web_scheme=settings.scheme, installation=installation,
                         sandbox=sandbox, web_host=settings.host, execution=execution,
-                        worker_quiet_seconds=settings.worker_quiet_seconds)
+                        worker_quiet_seconds=settings.worker_quiet_seconds,
+                        advertise_address=settings.advertise_address)
 
 
 def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -> Airgate:
@@ -213,7 +214,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     if isinstance(runtime, LocalRuntime):
         execution_roles = ExecutionRoles(
             identities, environments, settings.region, settings.account_id,
-            ExecutionRoles.load_or_create_key(settings.home / "keys" / "execution-roles.key"),
+            shared_key(settings, db, identities, "execution-roles"),
             _reachable_endpoint(settings), tls.ca_bundle if tls else None,
             settings.execution_role_session_seconds)
         runtime.execution_roles = execution_roles
@@ -222,7 +223,7 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
     metrics = MetricsEndpoint(registry, settings.metrics_token)
     console = Console(identities, environments, provider,
                       MwaaAuthorizer(settings.region, settings.account_id), calls.recent,
-                      load_or_create_key(settings.home / "keys" / "console.key"),
+                      shared_key(settings, db, identities, "console"),
                       settings.region, settings.scheme)
     app = create_app(gateway, on_shutdown=rest_api.close if rest_api is not None else None,
                      execution_roles=execution_roles, metrics=metrics, calls=calls,
@@ -231,23 +232,30 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
                    fronts, tls, metrics, statsd)
 
 
-def front_tokens(settings: Settings, db: Database, identities: Identities) -> EnvironmentTokens:
-    """The tokens of environments' fronts, under a secret every gateway on the store shares
-    (the one this home kept before secrets were shared, if it is the first to share one),
-    with used one-use tokens kept in the store."""
-    kept = settings.home / "keys" / "web-tokens.key"
+def shared_key(settings: Settings, db: Database, identities: Identities, name: str) -> bytes:
+    """A key every gateway on the store uses alike, so that what one issues (front tokens,
+    execution role tokens, console sessions) the others accept: kept in the store under
+    the master key; the first gateway to share it offers the one its home kept before."""
+    kept = settings.home / "keys" / f"{name}.key"
 
     def first() -> bytes:
         return kept.read_bytes() if kept.exists() else secrets.token_bytes(32)
 
-    secret = SharedKeys(db, identities.box).key("web-tokens", first)
-    return EnvironmentTokens(secret, StoredSpentTokens(db))
+    return SharedKeys(db, identities.box).key(name, first)
+
+
+def front_tokens(settings: Settings, db: Database, identities: Identities) -> EnvironmentTokens:
+    """The tokens of environments' fronts, with used one-use tokens kept in the store."""
+    return EnvironmentTokens(shared_key(settings, db, identities, "web-tokens"),
+                             StoredSpentTokens(db))
 
 
 def _reachable_endpoint(settings: Settings) -> str:
-    """airgate's listener as processes on this machine reach it: a wildcard address is
-    reached on loopback."""
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+    """airgate's listener as environments' processes reach it: a wildcard address is
+    reached at the advertised address (workers on other machines too), else on loopback."""
+    host = settings.host
+    if host in ("0.0.0.0", "", "::"):
+        host = settings.advertise_address or "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     return f"{settings.scheme}://{host}:{settings.port}"

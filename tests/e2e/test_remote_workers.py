@@ -5,7 +5,8 @@ key, the bucket, the metadata server and the broker).
 It reads the environment from the store and its DAGs from the bucket, starts a Celery
 worker in its own sandbox, and reports it: the gateway's autoscaler counts it (MaxWorkers 1
 reached, the gateway's own worker goes), so every task of a run runs on the second machine,
-where it sees its own home and nothing of the gateway's. Stopped, its report goes and the
+where it sees its own home and nothing of the gateway's, and reaches the environment's
+API at the address the gateway advertises. Stopped, its report goes and the
 gateway runs MinWorkers workers itself again.
 """
 
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 
@@ -30,6 +32,7 @@ from tests.e2e.test_celery import invoke, worker_mains
 from tests.e2e.test_runtime import create_args, wait_for, wait_for_status
 from tests.support import (
     POSTGRES_ADMIN_URL,
+    RunningAirgate,
     labels,
     postgres_database,
     running_airgate,
@@ -40,6 +43,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.airflow, pytest.mark.postgres, pytest
               pytest.mark.timeout(900)]
 
 ENV = "Spread"
+# The gateway's machine as the second reaches it: another loopback address, so that only a
+# server listening beyond 127.0.0.1 answers there.
+ADVERTISED = "127.0.0.2"
 PARTS = 4
 
 
@@ -52,7 +58,8 @@ from airflow.sdk import DAG
 
 
 def where():
-    return os.environ["AIRFLOW_HOME"] + "|" + str(os.path.exists("{first_home}"))
+    return "|".join([os.environ["AIRFLOW_HOME"], str(os.path.exists("{first_home}")),
+                     os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]])
 
 
 with DAG(dag_id="where", schedule=None, catchup=False, max_active_tasks={PARTS},
@@ -84,7 +91,8 @@ def test_a_worker_on_another_machine_runs_the_environment_s_tasks(
                 running_airgate(homes["first"], store, runtime_factory=local_runtime,
                                 airflow_database_url=POSTGRES_ADMIN_URL,
                                 broker_url="redis://127.0.0.1:6379/0",
-                                worker_quiet_seconds=5) as server:
+                                worker_quiet_seconds=5,
+                                advertise_address=ADVERTISED) as server:
             mwaa = server.client()
             mwaa.create_environment(**create_args(ENV, EnvironmentClass="mw1.small",
                                                   MinWorkers=1, MaxWorkers=1))
@@ -92,6 +100,10 @@ def test_a_worker_on_another_machine_runs_the_environment_s_tasks(
             runtime = server.airgate.runtime
             assert isinstance(runtime, LocalRuntime)
             assert list(worker_mains(runtime, ENV)) == ["worker-1"]
+            api = mwaa_record(server)["Ports"]["api"]
+            assert mwaa_record(server)["ApiUrl"] == f"http://{ADVERTISED}:{api}"
+            assert httpx.get(f"http://{ADVERTISED}:{api}/api/v2/monitor/health",
+                             timeout=10).status_code == 200
 
             errors = tmp_path / "worker.stderr"
             worker = subprocess.Popen(
@@ -123,7 +135,8 @@ def test_a_worker_on_another_machine_runs_the_environment_s_tasks(
             for n in range(PARTS):
                 entry = invoke(server, ENV, "GET",
                                f"{path}/taskInstances/part_{n}/xcomEntries/return_value")
-                assert xcom_text(entry["value"]) == f"{second_home}|False"
+                assert xcom_text(entry["value"]) == \
+                    f"{second_home}|False|http://{ADVERTISED}:{api}/execution/"
 
             # Stopped: its report is withdrawn, and the gateway runs MinWorkers again.
             worker.send_signal(signal.SIGTERM)
@@ -146,3 +159,8 @@ def xcom_text(value: Any) -> str:
     if isinstance(value, str) and value.startswith('"'):
         return str(json.loads(value))
     return str(value)
+
+
+def mwaa_record(server: RunningAirgate) -> dict[str, Any]:
+    """The environment's runtime facts, as the store holds them."""
+    return dict(server.airgate.environments.get(ENV).runtime)

@@ -132,7 +132,8 @@ def test_each_environment_runs_under_the_airgate_that_created_it(
     in_b = EnvironmentProcesses(homes["b"] / "environments" / "shared")
     try:
         with postgres_database() as url, \
-                running_airgate(homes["a"], url, runtime_factory=local_runtime) as first:
+                running_airgate(homes["a"], url, runtime_factory=local_runtime,
+                                advertise_address="127.0.0.2") as first:
             first.client().create_environment(**create_args("shared"))
             wait_for_status(first.client(), "shared", "AVAILABLE")
             running_here = {p.pid for p in in_a.find()}
@@ -161,8 +162,11 @@ def test_each_environment_runs_under_the_airgate_that_created_it(
 def serves_the_environment_it_does_not_run(first: RunningAirgate,
                                            second: RunningAirgate) -> None:
     """The second gateway answers for the first's environment: InvokeRestApi reads and
-    writes the same Airflow, and its CLI and web-login tokens work at the environment's
-    front, a web-login token once only."""
+    writes the same Airflow (at the address the first advertises: another loopback
+    address, where only a server listening beyond 127.0.0.1 answers), and its CLI and
+    web-login tokens work at the environment's front, a web-login token once only."""
+    runtime = first.airgate.environments.get("shared").runtime
+    assert runtime["ApiUrl"] == f"http://127.0.0.2:{runtime['Ports']['api']}"
     version = first.client().invoke_rest_api(Name="shared", Method="GET", Path="/version")
     through_second = second.client().invoke_rest_api(Name="shared", Method="GET",
                                                      Path="/version")

@@ -136,3 +136,20 @@ def test_a_broker_needs_postgresql_metadata_and_a_known_scheme(tmp_path: Path) -
         "AIRGATE_WORKER_QUIET_SECONDS": "30"})
     assert settings.broker_url == "amqp://guest:guest@127.0.0.1:5672//"
     assert settings.worker_quiet_seconds == 30.0
+
+
+def test_the_advertised_address_is_a_reachable_one(tmp_path: Path) -> None:
+    from airgate import config
+    from airgate.server import _reachable_endpoint
+
+    home = {"AIRGATE_HOME": str(tmp_path)}
+    for wildcard in ("0.0.0.0", "::", "10.0.0.5/24", "host name"):
+        with pytest.raises(config.ConfigError, match="advertise address"):
+            config.from_environment({**home, "AIRGATE_ADVERTISE_ADDRESS": wildcard})
+    settings = config.from_environment({**home, "AIRGATE_ADVERTISE_ADDRESS": "10.0.0.5",
+                                        "AIRGATE_HOST": "0.0.0.0"})
+    assert settings.advertise_address == "10.0.0.5"
+    # Environments' tasks (here or on worker machines) reach airgate's listener there.
+    assert _reachable_endpoint(settings) == "http://10.0.0.5:8420"
+    assert _reachable_endpoint(config.from_environment({**home, "AIRGATE_HOST": "0.0.0.0"})) \
+        == "http://127.0.0.1:8420"

@@ -16,6 +16,9 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy.engine import URL
 
+LOOPBACK = "127.0.0.1"
+EVERY_ADDRESS = "0.0.0.0"
+
 
 @dataclass(frozen=True, slots=True)
 class Ports:
@@ -23,6 +26,9 @@ class Ports:
     worker_logs: int
     trigger_logs: int
     web: int  # airgate's front for the environment: its WebServerHostname
+    # Where its web server / api-server listens: loopback, or every address when other
+    # machines reach it (airgate up --advertise-address).
+    listen: str = LOOPBACK
 
     def as_dict(self) -> dict[str, int]:
         return {"api": self.api, "worker_logs": self.worker_logs,
@@ -100,6 +106,10 @@ class AirflowMajor(Protocol):
 
     def warm_up(self, client: httpx.Client, port: int) -> None:
         """What to request once healthy, so that the first caller doesn't pay for it."""
+
+    def worker_options(self, api_url: str) -> dict[str, str]:
+        """What a Celery worker on another machine needs to reach the environment, whose
+        web server / api-server that machine reaches at `api_url`."""
 
 
 def major_of(version: str) -> AirflowMajor:

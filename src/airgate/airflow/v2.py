@@ -55,7 +55,7 @@ class Airflow2:
             "airgate.jwks_path": str(placement.jwks),
             "airgate.audience": audience(placement.name),
             "airgate.issuer": ISSUER,
-            "webserver.web_server_host": "127.0.0.1",
+            "webserver.web_server_host": placement.ports.listen,
             "webserver.web_server_port": str(placement.ports.api),
             # Links and redirects in the UI name airgate's front, where users reach it.
             "webserver.base_url": f"{placement.web_scheme}://127.0.0.1:{placement.ports.web}",
@@ -104,6 +104,10 @@ class Airflow2:
 
     def warm_up(self, client: httpx.Client, port: int) -> None:
         return None
+
+    def worker_options(self, api_url: str) -> dict[str, str]:
+        """Airflow 2's tasks use the metadata database directly, as the kit says."""
+        return {}
 
 
 AIRFLOW_2 = Airflow2()

@@ -35,7 +35,7 @@ class Airflow3:
 
     def argv(self, component: str, ports: Ports) -> list[str]:
         if component == "api-server":
-            return ["api-server", "--host", "127.0.0.1", "--port", str(ports.api)]
+            return ["api-server", "--host", ports.listen, "--port", str(ports.api)]
         if component == "triggerer":
             # The scheduler's log server serves the triggerer's logs too (the same folder on
             # the same machine): one process (about 97 MiB PSS) fewer to start and keep.
@@ -55,7 +55,7 @@ class Airflow3:
             "core.auth_manager": AUTH_MANAGER,
             "core.simple_auth_manager_users": "admin:ADMIN",
             "core.execution_api_server_url": f"{api_url}/execution/",
-            "api.host": "127.0.0.1",
+            "api.host": placement.ports.listen,
             "api.port": str(placement.ports.api),
             # Links and redirects in the UI name airgate's front, where users reach it.
             "api.base_url": f"{placement.web_scheme}://127.0.0.1:{placement.ports.web}/",
@@ -103,6 +103,10 @@ class Airflow3:
         AVAILABLE, not during the first task or a caller's InvokeRestApi call."""
         with contextlib.suppress(httpx.HTTPError):
             client.get(f"http://127.0.0.1:{port}/execution/health", timeout=120.0)
+
+    def worker_options(self, api_url: str) -> dict[str, str]:
+        """Tasks report to the task execution API, on the api-server."""
+        return {"core.execution_api_server_url": f"{api_url}/execution/"}
 
 
 AIRFLOW_3 = Airflow3()

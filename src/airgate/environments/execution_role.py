@@ -35,7 +35,6 @@ import certifi
 
 from airgate.auth.identities import Identities
 from airgate.auth.policy import AuthorizationRequest, Caller, Decision, evaluate_trust
-from airgate.auth.secrets import load_or_create_key
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.errors import ResourceNotFoundException
 from airgate.logs import log_fields
@@ -88,11 +87,6 @@ class ExecutionRoles:
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._sessions: dict[str, _Session] = {}  # the one given out now, per environment
         self._guard = threading.Lock()
-
-    @staticmethod
-    def load_or_create_key(path: Path) -> bytes:
-        """The key environments' tokens are derived from, made once per airgate home."""
-        return load_or_create_key(path)
 
     # --- what an environment is given -------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from airgate.airflow.major import AirflowMajor, Placement, major_of
+from airgate.airflow.major import EVERY_ADDRESS, LOOPBACK, AirflowMajor, Placement, major_of
 from airgate.airflow.tokens import SigningKey
 from airgate.airflow.v3 import AIRFLOW_3
 from airgate.auth.secrets import SecretBox, write_private
@@ -87,7 +87,6 @@ _STOP_TIMEOUT = 20.0
 # The environment's files whose secrets the store keeps too (runtime field by layout
 # attribute): what a gateway taking the environment over, or minting its tokens, needs.
 KEPT_SECRETS = {"fernet_key": "FernetKey", "airgate_key": "AirgateKey"}
-API_HOST = "127.0.0.1"  # where environments' Airflow APIs listen (airflow/v2.py, v3.py)
 
 
 def _now() -> datetime.datetime:
@@ -131,8 +130,12 @@ class LocalRuntime:
                  web_scheme: str = "http", installation: str = "local",
                  sandbox: Sandbox | None = None, web_host: str = "127.0.0.1",
                  execution: Execution | None = None,
-                 worker_quiet_seconds: float = DEFAULT_QUIET_SECONDS) -> None:
+                 worker_quiet_seconds: float = DEFAULT_QUIET_SECONDS,
+                 advertise_address: str | None = None) -> None:
         self._home = home
+        # The address other gateways and `airgate worker` machines reach this one's
+        # environments at; None: this machine alone reaches them (loopback).
+        self._advertise = advertise_address
         # How environments run tasks (environments/executors.py): the LocalExecutor unless
         # the operator gave a broker.
         self._execution: Execution = execution or LocalExecution()
@@ -250,7 +253,7 @@ class LocalRuntime:
                 raise self._runner_elsewhere(environment)
             return str(url)
         port = (environment.runtime.get("Ports") or {}).get("api")
-        return f"http://{API_HOST}:{port}" if port else None
+        return f"http://{LOOPBACK}:{port}" if port else None
 
     def web_port(self, environment: EnvironmentRecord) -> int | None:
         """Where airgate fronts the environment (its WebServerHostname), once it has run
@@ -587,12 +590,14 @@ class LocalRuntime:
             ownership[RUNNER] = self._installation
         if execution.scales_workers and self.secrets is not None:
             # What `airgate worker` on another machine needs to run this start's workers.
-            ownership[KIT] = WorkerKit(database, executor, role_variables).seal(self.secrets)
+            ownership[KIT] = WorkerKit(database, executor, role_variables,
+                                       major.worker_options(self._api_url(ports))
+                                       ).seal(self.secrets)
         self._store.note_runtime(
             name, **ownership,
             Steps=dict(steps.seconds), Executor=execution.executor, Ports=ports.as_dict(),
             WebserverUrl=f"{self._web_scheme}://{self._web_host}:{ports.web}",
-            ApiUrl=f"http://{API_HOST}:{ports.api}",
+            ApiUrl=self._api_url(ports),
             # What another gateway needs to take the environment over, and to end what
             # this one leaves running should it die (takeover.py).
             MetadataOnServer=self._databases.on_server,
@@ -818,13 +823,19 @@ class LocalRuntime:
         return EnvironmentLayout.of(self._home, name)
 
     def _ports(self, record: EnvironmentRecord) -> Ports:
-        """The ports the environment had, where still free; new ones otherwise."""
+        """The ports the environment had, where still free; new ones otherwise. Its web
+        server listens on loopback, or on every address if other machines reach it."""
         known = record.runtime.get("Ports") or {}
         chosen = {}
         for role in ("api", "worker_logs", "trigger_logs", "web"):
             port = known.get(role)
             chosen[role] = port if port and port_is_free(port) else free_port()
-        return Ports(**chosen)
+        return Ports(**chosen, listen=LOOPBACK if self._advertise is None else EVERY_ADDRESS)
+
+    def _api_url(self, ports: Ports) -> str:
+        """Where other gateways and machines reach the environment's web server /
+        api-server (this machine alone, unless an address is advertised)."""
+        return f"http://{self._advertise or LOOPBACK}:{ports.api}"
 
 
 def _only_worker_bounds_differ(spec: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 from airgate.airflow.major import Placement, Ports, major_of
 from airgate.auth.secrets import SecretBox, write_private
 from airgate.environments import provision
-from airgate.environments.airflow_config import airflow_environment
+from airgate.environments.airflow_config import airflow_environment, option_variables
 from airgate.environments.executors import celery_worker_argv
 from airgate.environments.layout import EnvironmentLayout
 from airgate.environments.sandbox import Sandbox
@@ -60,17 +60,20 @@ class WorkerKit:
     database: Mapping[str, str]  # Airflow's metadata options (its login of this start)
     executor: Mapping[str, str]  # the Celery options (the broker login of this start)
     variables: Mapping[str, str]  # the execution role's process variables
+    options: Mapping[str, str]  # where workers reach the environment (AirflowMajor)
 
     def seal(self, box: SecretBox) -> str:
         return box.encrypt(json.dumps({
             "database": dict(self.database), "executor": dict(self.executor),
             "variables": {key: value for key, value in self.variables.items()
-                          if key not in _MACHINE_VARIABLES}}))
+                          if key not in _MACHINE_VARIABLES},
+            "options": dict(self.options)}))
 
     @classmethod
     def open(cls, sealed: str, box: SecretBox) -> WorkerKit:
         document = json.loads(box.decrypt(sealed))
-        return cls(document["database"], document["executor"], document["variables"])
+        return cls(document["database"], document["executor"], document["variables"],
+                   document["options"])
 
 
 class RemoteWorkers:
@@ -175,7 +178,7 @@ class RemoteWorkers:
                                     Path(dags))
         env = airflow_environment(spec, layout, placement, major, dags, fernet, interpreter,
                                   self._environ, kit.database, kit.executor, sandbox.user)
-        env.update(kit.variables)
+        env.update({**option_variables(kit.options), **kit.variables})
         provision.tenant_code(self._sources, spec, layout, interpreter,
                               self._runtimes.folder(version) / "constraints.txt", env,
                               setup_log, sandbox)
