@@ -126,6 +126,15 @@ class Settings:
         return "https" if self.tls else "http"
 
     @property
+    def reachable_host(self) -> str:
+        """This machine's address as environments and other machines reach airgate's
+        listeners: the listening address, unless that is a wildcard (then the advertised
+        address, or loopback)."""
+        if self.host in ("0.0.0.0", "", "::"):
+            return self.advertise_address or "127.0.0.1"
+        return self.host
+
+    @property
     def endpoint_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"

@@ -168,7 +168,7 @@ def local_runtime(settings: Settings, store: EnvironmentStore) -> LocalRuntime:
     return LocalRuntime(settings.home, store, sources=sources, runtimes=runtimes,
                         databases=databases, templates=templates,
                         web_scheme=settings.scheme, installation=installation,
-                        sandbox=sandbox, web_host=settings.host, execution=execution,
+                        sandbox=sandbox, web_host=settings.reachable_host, execution=execution,
                         worker_quiet_seconds=settings.worker_quiet_seconds,
                         advertise_address=settings.advertise_address)
 
@@ -190,8 +190,9 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
                            environments, settings.region)
         fronts = WebFronts(environments, tokens, runtime.web_port, runtime.api_url,
                            runtime.run_airflow_cli, runtime.signing_key, review,
-                           host=settings.host, tls=tls,
-                           forwarded_allow_ips=settings.forwarded_allow_ips)
+                           host=settings.host, public_host=settings.reachable_host, tls=tls,
+                           forwarded_allow_ips=settings.forwarded_allow_ips,
+                           runs_here=runtime.runs)
     registry = CollectorRegistry()
     calls = CallMetrics(registry)
     statsd = None
@@ -253,9 +254,7 @@ def front_tokens(settings: Settings, db: Database, identities: Identities) -> En
 def _reachable_endpoint(settings: Settings) -> str:
     """airgate's listener as environments' processes reach it: a wildcard address is
     reached at the advertised address (workers on other machines too), else on loopback."""
-    host = settings.host
-    if host in ("0.0.0.0", "", "::"):
-        host = settings.advertise_address or "127.0.0.1"
+    host = settings.reachable_host
     if ":" in host:
         host = f"[{host}]"
     return f"{settings.scheme}://{host}:{settings.port}"

@@ -262,7 +262,7 @@ def _flask_cookie(sid: str) -> str:
             "SameSite=Lax")
 
 
-def _no_cli(name: str, argv: list[str], timeout: float) -> Any:
+def _no_cli(name: str, argv: list[str], timeout: float, identity: str) -> Any:
     raise LookupError(name)
 
 

@@ -138,7 +138,8 @@ def test_each_environment_runs_under_the_airgate_that_created_it(
             wait_for_status(first.client(), "shared", "AVAILABLE")
             running_here = {p.pid for p in in_a.find()}
             assert running_here
-            with running_airgate(homes["b"], url, runtime_factory=local_runtime) as second:
+            with running_airgate(homes["b"], url, runtime_factory=local_runtime,
+                                 host="127.0.0.2") as second:
                 # Its recovery ran in start(); wait for three of its monitor rounds (each
                 # looks for work sent to it by other gateways) before checking none acted.
                 rounds = monitor_rounds(second.airgate.runtime, monkeypatch)
@@ -163,8 +164,9 @@ def serves_the_environment_it_does_not_run(first: RunningAirgate,
                                            second: RunningAirgate) -> None:
     """The second gateway answers for the first's environment: InvokeRestApi reads and
     writes the same Airflow (at the address the first advertises: another loopback
-    address, where only a server listening beyond 127.0.0.1 answers), and its CLI and
-    web-login tokens work at the environment's front, a web-login token once only."""
+    address, where only a server listening beyond 127.0.0.1 answers); it serves the
+    environment's front at its own address, running CLI commands through the first's, and
+    tokens either mints work at either front, a web-login token once only (at either)."""
     runtime = first.airgate.environments.get("shared").runtime
     assert runtime["ApiUrl"] == f"http://127.0.0.2:{runtime['Ports']['api']}"
     version = first.client().invoke_rest_api(Name="shared", Method="GET", Path="/version")
@@ -178,26 +180,37 @@ def serves_the_environment_it_does_not_run(first: RunningAirgate,
                                           Path="/variables/from_second")[
         "RestApiResponse"]["value"] == "b"
 
+    web = runtime["Ports"]["web"]
+    fronts = {"first": f"127.0.0.1:{web}", "second": f"127.0.0.2:{web}"}
+    assert first.client().create_cli_token(Name="shared")["WebServerHostname"] == \
+        fronts["first"]
     cli = second.client().create_cli_token(Name="shared")
-    hostname = first.client().create_cli_token(Name="shared")["WebServerHostname"]
-    assert cli["WebServerHostname"] == hostname
-    answer = httpx.post(f"http://{hostname}/aws_mwaa/cli", content="variables get from_second",
-                        headers={"Authorization": f"Bearer {cli['CliToken']}"}, timeout=120)
-    assert answer.status_code == 200, answer.text
-    assert base64.b64decode(answer.json()["stdout"]).decode().strip().endswith("b")
+    assert cli["WebServerHostname"] == fronts["second"]  # its own front
+    for hostname in fronts.values():  # forwarded to the first's, run there
+        answer = httpx.post(f"http://{hostname}/aws_mwaa/cli",
+                            content="variables get from_second", timeout=120,
+                            headers={"Authorization": f"Bearer {cli['CliToken']}"})
+        assert answer.status_code == 200, answer.text
+        assert base64.b64decode(answer.json()["stdout"]).decode().strip().endswith("b")
 
-    login = second.client().create_web_login_token(Name="shared")
-    assert login["WebServerHostname"] == hostname
-    signed_in = httpx.post(f"http://{hostname}/pluginsv2/aws_mwaa/login",
-                           data={"token": login["WebToken"]}, timeout=30)
-    assert signed_in.status_code == 200, signed_in.text
-    session = signed_in.cookies["airgate.session.shared"]
-    with httpx.Client(base_url=f"http://{hostname}",
-                      cookies={"airgate.session.shared": session}) as browser:
-        assert browser.get("/api/v2/variables/from_second").json()["value"] == "b"
-    again = httpx.post(f"http://{hostname}/pluginsv2/aws_mwaa/login",
-                       data={"token": login["WebToken"]}, timeout=30)
-    assert again.status_code == 401
+    for minting, using in (("second", "second"), ("first", "second"), ("second", "first")):
+        gateway = second if minting == "second" else first
+        login = gateway.client().create_web_login_token(Name="shared")
+        signed_in = sign_in(fronts[using], login["WebToken"])
+        assert signed_in.status_code == 200, signed_in.text
+        session = signed_in.cookies["airgate.session.shared"]
+        with httpx.Client(base_url=f"http://{fronts[using]}",
+                          cookies={"airgate.session.shared": session}) as browser:
+            assert browser.get("/api/v2/variables/from_second").json()["value"] == "b"
+        for again in fronts.values():  # used up, at every gateway
+            refused = sign_in(again, login["WebToken"])
+            assert refused.status_code == 401, refused.text
+            assert "already been used" in refused.text
+
+
+def sign_in(hostname: str, token: str) -> httpx.Response:
+    return httpx.post(f"http://{hostname}/pluginsv2/aws_mwaa/login", data={"token": token},
+                      timeout=30)
 
 
 @pytest.mark.slow

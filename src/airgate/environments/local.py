@@ -147,7 +147,7 @@ class LocalRuntime:
         # their UpdateEnvironment and DeleteEnvironment calls are carried out by this one.
         self._installation = installation
         self._web_scheme = web_scheme  # how users reach the environment's front
-        self._web_host = web_host  # where the fronts listen (airgate up --host)
+        self._web_host = web_host  # where users reach the fronts (Settings.reachable_host)
         self._store = store
         self._sources = sources
         self._runtimes = runtimes
@@ -256,10 +256,8 @@ class LocalRuntime:
         return f"http://{LOOPBACK}:{port}" if port else None
 
     def web_port(self, environment: EnvironmentRecord) -> int | None:
-        """Where airgate fronts the environment (its WebServerHostname), once it has run
-        here; None for an environment another airgate runs (that one fronts it)."""
-        if not self.runs(environment):
-            return None
+        """The port of the environment's front (its WebServerHostname), on every gateway
+        that serves it, once it has run."""
         port = (environment.runtime.get("Ports") or {}).get("web")
         return int(port) if port else None
 

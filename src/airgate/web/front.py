@@ -63,7 +63,19 @@ _NOT_FORWARDED = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _log = logging.getLogger("airgate.web")
 
-CliRunner = Callable[[list[str], float], subprocess.CompletedProcess[bytes]]
+# (argv, timeout, the caller's IAM identity) -> the command's output
+CliRunner = Callable[[list[str], float, str], subprocess.CompletedProcess[bytes]]
+
+
+class CliNotRun(Exception):
+    """A CLI runner's refusal, passed on as it is (the front of a gateway that doesn't run
+    the environment forwards commands to the runner's: web/cli_forward.py)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
 _SIGNED_IN_PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url=/">
 <title>Signed in to Apache Airflow</title></head>
@@ -170,11 +182,14 @@ class EnvironmentFront:
                                   "in this environment; retry shortly"}
         self._cli_running += 1
         try:
-            done = await run_in_threadpool(self._run_cli, argv, self._cli_timeout)
+            done = await run_in_threadpool(self._run_cli, argv, self._cli_timeout,
+                                           claims.identity)
         except subprocess.TimeoutExpired:
             return 504, {"error": f"The command did not finish within {self._cli_timeout:g} s"}
         except LookupError:
             return 503, {"error": f"Environment {self.environment} is not running"}
+        except CliNotRun as refused:
+            return refused.status, {"error": refused.message}
         finally:
             self._cli_running -= 1
         _log.info("cli command", extra={"fields": {

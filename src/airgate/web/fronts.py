@@ -23,6 +23,7 @@ from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.listen import uvicorn_config
 from airgate.mwaa.rest_api import TOKEN_ROLES
 from airgate.tls import TlsFiles
+from airgate.web.cli_forward import forward_cli
 from airgate.web.front import EnvironmentFront
 from airgate.web.sessions import REVIEW_INTERVAL, WebSessions
 from airgate.web.signin import AirflowSignIn, sign_in_for
@@ -52,11 +53,17 @@ class WebFronts:
                  run_cli: Callable[[str, list[str], float],
                                    subprocess.CompletedProcess[bytes]],
                  signing_key_of: Callable[[str], SigningKey], review: Review,
-                 host: str = "127.0.0.1", interval: float = 1.0,
+                 host: str = "127.0.0.1", public_host: str | None = None,
+                 interval: float = 1.0,
                  review_interval: float = REVIEW_INTERVAL,
                  tls: TlsFiles | None = None,
-                 forwarded_allow_ips: Sequence[str] = ()) -> None:
+                 forwarded_allow_ips: Sequence[str] = (),
+                 runs_here: Callable[[EnvironmentRecord], bool] = lambda record: True
+                 ) -> None:
         self._tls = tls
+        # Whether this gateway runs the environment; the fronts of those another runs
+        # send CLI commands there (web/cli_forward.py).
+        self._runs_here = runs_here
         self._forwarded_allow_ips = tuple(forwarded_allow_ips)
         self._store = store
         self.tokens = tokens
@@ -66,7 +73,8 @@ class WebFronts:
         self._signing_key_of = signing_key_of
         self._review = review
         self._review_interval = review_interval
-        self._host = host
+        self._host = host  # where fronts listen
+        self._public_host = public_host or host  # where users and other gateways reach them
         self._interval = interval
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()  # the follower thread and callers of hostname()
@@ -96,15 +104,13 @@ class WebFronts:
         """The environment's WebServerHostname, its front answering there by the time this
         returns (the follower may not have started it yet); for an environment another
         gateway runs, the front that gateway serves; None if it has no front."""
-        if record.status not in SERVED_STATUSES:
-            return None
-        port = self._port_of(record)
+        port = self._served_port(record)
         if port is None:
-            return served_elsewhere(record)
+            return served_elsewhere(record) if record.status in SERVED_STATUSES else None
         with self._lock:
             if record.name not in self._running:
                 self._start_front(record.name, port)
-        return f"{self._host}:{port}"
+        return f"{self._public_host}:{port}"
 
     def _follow(self) -> None:
         while not self._stop.wait(self._interval):
@@ -116,8 +122,7 @@ class WebFronts:
     def sync(self) -> None:
         """One round: a front for every environment that may be running, none for others."""
         wanted = {record.name: port for record in self._store.all()
-                  if record.status in SERVED_STATUSES
-                  and (port := self._port_of(record)) is not None}
+                  if (port := self._served_port(record)) is not None}
         with self._lock:
             for name in list(self._running):
                 if self._running[name].port != wanted.get(name):
@@ -126,13 +131,36 @@ class WebFronts:
                 if name not in self._running:
                     self._start_front(name, port)
 
+    def _served_port(self, record: EnvironmentRecord) -> int | None:
+        """The port this gateway serves the environment's front on, if it does: every
+        environment that may be running, but not one whose runner serves its front at this
+        gateway's own address (another gateway on this machine: the port is that one's)."""
+        port = self._port_of(record)
+        if port is None or record.status not in SERVED_STATUSES:
+            return None
+        if not self._runs_here(record):
+            elsewhere = served_elsewhere(record)
+            if elsewhere is None or \
+                    urlsplit(f"//{elsewhere}").hostname in (self._host, self._public_host):
+                return None
+        return port
+
     def _start_front(self, name: str, port: int) -> None:
         def upstream() -> str | None:
             record = self._store.cached(name)
             return self._upstream_of(record) if record is not None else None
 
-        def run_cli(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-            return self._run_cli(name, argv, timeout)
+        def run_cli(argv: list[str], timeout: float,
+                    identity: str) -> subprocess.CompletedProcess[bytes]:
+            """Here if this gateway runs the environment, else at its runner's front."""
+            record = self._store.cached(name)
+            if record is None or self._runs_here(record):
+                return self._run_cli(name, argv, timeout)
+            url = record.runtime.get("WebserverUrl")
+            if not url:
+                raise LookupError(name)
+            return forward_cli(str(url), self.tokens.mint("cli", name, identity), argv,
+                               timeout, verify=str(self._tls.ca_bundle) if self._tls else True)
 
         def mint_airflow_token(identity: str, airflow_role: str, ttl: float,
                                purpose: str | None) -> str | None:
