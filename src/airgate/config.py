@@ -165,9 +165,9 @@ class Settings:
                     "--airflow-database-url (AIRGATE_AIRFLOW_DATABASE_URL) too")
         if self.advertise_address is not None and (
                 self.advertise_address in ("0.0.0.0", "::", "")
-                or not re.fullmatch(r"[A-Za-z0-9.\-:]+", self.advertise_address)):
-            raise ConfigError("advertise address must be this machine's address or name as "
-                              "other machines reach it (not a wildcard), got "
+                or not re.fullmatch(r"[A-Za-z0-9.\-]+", self.advertise_address)):
+            raise ConfigError("advertise address must be this machine's IPv4 address or name "
+                              "as other machines reach it (not a wildcard), got "
                               f"{self.advertise_address!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port out of range: {self.port}")

@@ -181,7 +181,8 @@ def build(settings: Settings, runtime_factory: RuntimeFactory = local_runtime) -
                 if isinstance(runtime, Endpoints) else None)
     admission = Admission(settings.rest_api_concurrency, settings.rest_api_rate,
                           settings.rest_api_burst, adaptive=settings.rest_api_adaptive)
-    tls = ensure_certificates(settings.tls_dir, settings.host) if settings.tls else None
+    tls = ensure_certificates(settings.tls_dir, settings.reachable_host) if settings.tls \
+        else None
     fronts = None
     if isinstance(runtime, LocalRuntime):
         tokens = front_tokens(settings, db, identities)
@@ -252,9 +253,9 @@ def front_tokens(settings: Settings, db: Database, identities: Identities) -> En
 
 
 def _reachable_endpoint(settings: Settings) -> str:
-    """airgate's listener as environments' processes reach it: a wildcard address is
-    reached at the advertised address (workers on other machines too), else on loopback."""
-    host = settings.reachable_host
+    """airgate's listener as processes on this machine reach it: a wildcard address is
+    reached on loopback."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
     if ":" in host:
         host = f"[{host}]"
     return f"{settings.scheme}://{host}:{settings.port}"

@@ -91,7 +91,7 @@ def test_workers_follow_the_runner_s_kit_and_end_with_the_environment(
     try:
         time.sleep(0.5)  # no kit yet (the runner is still starting): nothing runs
         assert prepared == [] and workers.running() == 0
-        first = WorkerKit({"database.sql_alchemy_conn": "postgresql://a"}, {}, {}, {})
+        first = WorkerKit({"database.sql_alchemy_conn": "postgresql://a"}, {}, {})
         store.note_runtime("spread", **{KIT: first.seal(BOX)})
         wait_until(lambda: reports.remote_workers("spread", time.time()) == 2, 10,
                    "two workers reported")
@@ -100,7 +100,7 @@ def test_workers_follow_the_runner_s_kit_and_end_with_the_environment(
         assert group is not None
         before = set(group.pids().values())
 
-        second = WorkerKit({"database.sql_alchemy_conn": "postgresql://b"}, {}, {}, {})
+        second = WorkerKit({"database.sql_alchemy_conn": "postgresql://b"}, {}, {})
         store.note_runtime("spread", **{KIT: second.seal(BOX)})  # the runner started again
         wait_until(lambda: prepared == [first, second], 10, "the new kit to be taken")
         wait_until(lambda: workers._group is not None and len(workers._group.pids()) == 2,

@@ -143,13 +143,15 @@ def test_the_advertised_address_is_a_reachable_one(tmp_path: Path) -> None:
     from airgate.server import _reachable_endpoint
 
     home = {"AIRGATE_HOME": str(tmp_path)}
-    for wildcard in ("0.0.0.0", "::", "10.0.0.5/24", "host name"):
+    for wildcard in ("0.0.0.0", "::", "10.0.0.5/24", "host name", "fd00::1"):
         with pytest.raises(config.ConfigError, match="advertise address"):
             config.from_environment({**home, "AIRGATE_ADVERTISE_ADDRESS": wildcard})
     settings = config.from_environment({**home, "AIRGATE_ADVERTISE_ADDRESS": "10.0.0.5",
                                         "AIRGATE_HOST": "0.0.0.0"})
     assert settings.advertise_address == "10.0.0.5"
-    # Environments' tasks (here or on worker machines) reach airgate's listener there.
-    assert _reachable_endpoint(settings) == "http://10.0.0.5:8420"
-    assert _reachable_endpoint(config.from_environment({**home, "AIRGATE_HOST": "0.0.0.0"})) \
-        == "http://127.0.0.1:8420"
+    # Users and other gateways reach the fronts there; this machine's environments still
+    # reach airgate's listener on loopback (plain HTTP is only for loopback, to SDKs).
+    assert settings.reachable_host == "10.0.0.5"
+    assert _reachable_endpoint(settings) == "http://127.0.0.1:8420"
+    assert config.from_environment({**home, "AIRGATE_HOST": "0.0.0.0"}).reachable_host == \
+        "127.0.0.1"

@@ -49,6 +49,7 @@ from airgate.environments.layout import EnvironmentLayout, free_port, port_is_fr
 from airgate.environments.leftovers import end_processes_with_home
 from airgate.environments.metadata import MetadataDatabases, Snapshot
 from airgate.environments.provision import ProvisionError
+from airgate.environments.reach import MACHINE, reachable, this_machine
 from airgate.environments.remote import KIT, WorkerKit
 from airgate.environments.sandbox import Sandbox
 from airgate.environments.sources import BucketFolders, S3Objects
@@ -228,8 +229,8 @@ class LocalRuntime:
     def _runner_elsewhere(self, environment: EnvironmentRecord) -> ServiceUnavailableException:
         return ServiceUnavailableException(
             f"Environment {environment.name} runs under another airgate on this state store "
-            f"(installation {environment.runtime.get(RUNNER)}); send this call to that "
-            "airgate")
+            f"(installation {environment.runtime.get(RUNNER)}) that other machines can't "
+            "reach: send this call to that airgate, or start it with --advertise-address")
 
     def signing_key(self, name: str) -> SigningKey:
         """airgate's key for minting this environment's tokens: from this machine if it runs
@@ -248,10 +249,10 @@ class LocalRuntime:
         """Where the environment's Airflow API answers: on this machine if it runs here, else
         where its runner said (every gateway on the store serves every environment)."""
         if not self.runs(environment):
-            url = environment.runtime.get("ApiUrl")
-            if not url:
+            url = reachable(environment.runtime, "ApiUrl")
+            if url is None:
                 raise self._runner_elsewhere(environment)
-            return str(url)
+            return url
         port = (environment.runtime.get("Ports") or {}).get("api")
         return f"http://{LOOPBACK}:{port}" if port else None
 
@@ -524,12 +525,10 @@ class LocalRuntime:
 
         if self.statsd is not None:  # after the caller's options: metrics go to airgate
             env.update(option_variables(self.statsd.airflow_options(name)))
-        role_variables: dict[str, str] = {}
         if self.execution_roles is not None:
             # Before the startup script, which may still set credentials of its own.
-            role_variables, said = self.execution_roles.variables(record,
-                                                                  layout.own_key.parent)
-            env.update(role_variables)
+            variables, said = self.execution_roles.variables(record, layout.own_key.parent)
+            env.update(variables)
             with setup_log.open("a") as log:
                 log.write(f"airgate: {said}\n")
 
@@ -588,14 +587,14 @@ class LocalRuntime:
             ownership[RUNNER] = self._installation
         if execution.scales_workers and self.secrets is not None:
             # What `airgate worker` on another machine needs to run this start's workers.
-            ownership[KIT] = WorkerKit(database, executor, role_variables,
+            ownership[KIT] = WorkerKit(database, executor,
                                        major.worker_options(self._api_url(ports))
                                        ).seal(self.secrets)
         self._store.note_runtime(
             name, **ownership,
             Steps=dict(steps.seconds), Executor=execution.executor, Ports=ports.as_dict(),
             WebserverUrl=f"{self._web_scheme}://{self._web_host}:{ports.web}",
-            ApiUrl=self._api_url(ports),
+            ApiUrl=self._api_url(ports), **{MACHINE: this_machine()},
             # What another gateway needs to take the environment over, and to end what
             # this one leaves running should it die (takeover.py).
             MetadataOnServer=self._databases.on_server,
@@ -794,26 +793,27 @@ class LocalRuntime:
         return self._databases.of(origin_of(record.runtime, self._installation))
 
     def _restore_secrets(self, record: EnvironmentRecord, layout: EnvironmentLayout) -> None:
-        """The environment's keys kept in the store, where this machine has none (a
-        takeover): the same Fernet key for its data, the same key for airgate's tokens."""
+        """The environment's keys as the store keeps them, over whatever this machine has
+        (a takeover; or files left from an earlier environment of the same name): the same
+        Fernet key for its data, the same key for airgate's tokens. The store's copy wins."""
         if self.secrets is None:
             return
         for kind, field in KEPT_SECRETS.items():
             stored, path = record.runtime.get(field), getattr(layout, kind)
-            if stored and not path.exists():
-                write_private(path, self.secrets.decrypt(str(stored)).encode())
+            if not stored:
+                continue
+            value = self.secrets.decrypt(str(stored))
+            if not path.exists() or path.read_text().strip() != value:
+                write_private(path, value.encode())
 
     def _keep_secrets(self, record: EnvironmentRecord, layout: EnvironmentLayout) -> None:
-        """The environment's keys into the store, encrypted under the master key: for the
-        gateway that may take it over, and for every gateway minting its tokens."""
+        """The environment's keys into the store, encrypted under the master key, the first
+        time it starts: for the gateway that may take it over, and for every gateway
+        minting its tokens. Never replaced afterwards (the store's copy is the one)."""
         if self.secrets is None:
             return
-        kept = {}
-        for kind, field in KEPT_SECRETS.items():
-            value = getattr(layout, kind).read_text().strip()
-            stored = record.runtime.get(field)
-            if not stored or self.secrets.decrypt(str(stored)) != value:
-                kept[field] = self.secrets.encrypt(value)
+        kept = {field: self.secrets.encrypt(getattr(layout, kind).read_text().strip())
+                for kind, field in KEPT_SECRETS.items() if not record.runtime.get(field)}
         if kept:
             self._store.note_runtime(record.name, **kept)
 

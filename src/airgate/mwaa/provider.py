@@ -21,6 +21,7 @@ from airgate.environments.store import EnvironmentRecord, EnvironmentStore
 from airgate.errors import (
     ResourceNotFoundException,
     ServiceError,
+    ServiceUnavailableException,
     ThrottlingException,
     ValidationException,
 )
@@ -216,10 +217,15 @@ class MwaaProvider:
         if record is None:
             raise ResourceNotFoundException(f"Environment {name} was not found.")
         web = self._web
-        hostname = web.hostname(record) if web is not None else None
-        if web is None or hostname is None or record.status not in INVOCABLE:
+        if web is None or record.status not in INVOCABLE:
             raise ValidationException(f"Environment {name} is {record.status}: "
                                       f"{operation} needs an AVAILABLE environment")
+        hostname = web.hostname(record)
+        if hostname is None:
+            raise ServiceUnavailableException(
+                f"Environment {name}'s web server can't be reached through this gateway: "
+                "send the call to the gateway that runs it, or start that one with "
+                "--advertise-address")
         return web, hostname
 
     def _name_from_arn(self, arn: str) -> str:

@@ -218,9 +218,16 @@ class EnvironmentFront:
         fields = parse_qs(body.decode("latin-1"))
         token = (fields.get("token") or [""])[0]
         try:
-            claims = self._tokens.check(token, "web-login", self.environment)
+            # Off the event loop: the token is spent in the store, for every gateway.
+            claims = await run_in_threadpool(self._tokens.check, token, "web-login",
+                                             self.environment)
         except TokenRefused as refused:
             await _send_json(send, 401, {"error": f"Can't sign in: {refused}"})
+            return
+        except Exception:  # the store: the token was not spent, so it may be tried again
+            _log.warning("could not check a web-login token", exc_info=True,
+                         extra={"fields": {"environment": self.environment}})
+            await _send_json(send, 503, {"error": "Can't sign in now: try again"})
             return
         role = claims.airflow_role or "Public"
         # 200 with the cookies and a page that moves on to the UI, rather than a redirect:
@@ -385,7 +392,11 @@ class EnvironmentFront:
             headers += [(b"set-cookie", cookie) for cookie in sign_in.cleared_cookies(
                 self.environment, _secure(scope))]
             if session is not None:
-                self.sessions.end(session)
+                try:
+                    await run_in_threadpool(self.sessions.end, session)
+                except Exception:  # the store: its cookies are cleared all the same
+                    _log.warning("could not record a session's end", exc_info=True,
+                                 extra={"fields": {"environment": self.environment}})
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": headers})
         async for chunk in answer.content.iter_chunked(64 * 1024):

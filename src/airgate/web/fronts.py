@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from airgate.airflow.tokens import SigningKey
+from airgate.environments.reach import reachable
 from airgate.environments.store import EnvironmentRecord, EnvironmentStore
+from airgate.errors import ServiceError
 from airgate.listen import uvicorn_config
 from airgate.mwaa.rest_api import TOKEN_ROLES
 from airgate.tls import TlsFiles
@@ -32,6 +34,7 @@ from airgate.web.tokens import EnvironmentTokens
 # Statuses in which an environment's Airflow may be running, so its front should be up.
 SERVED_STATUSES = frozenset({"AVAILABLE", "UNAVAILABLE", "UPDATING", "UPDATE_FAILED"})
 STARTUP_TIMEOUT = 5.0
+RETRY_FAILED_FRONT = 60.0  # seconds before a front that could not listen tries again
 # (environment, IAM identity, Airflow role, source address, https) -> the identity's
 # principal id if it may still be signed in (airgate/web/review.py's IamReview), else None.
 Review = Callable[[str, str, str, str, bool], str | None]
@@ -77,6 +80,8 @@ class WebFronts:
         self._public_host = public_host or host  # where users and other gateways reach them
         self._interval = interval
         self._running: dict[str, _Running] = {}
+        # Fronts that could not listen on their port: when to try again.
+        self._failed: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()  # the follower thread and callers of hostname()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,8 +113,9 @@ class WebFronts:
         if port is None:
             return served_elsewhere(record) if record.status in SERVED_STATUSES else None
         with self._lock:
-            if record.name not in self._running:
-                self._start_front(record.name, port)
+            started = record.name in self._running or self._start_front(record.name, port)
+        if not started and not self._runs_here(record):
+            return served_elsewhere(record)  # the port is taken here: the runner's front
         return f"{self._public_host}:{port}"
 
     def _follow(self) -> None:
@@ -127,8 +133,9 @@ class WebFronts:
             for name in list(self._running):
                 if self._running[name].port != wanted.get(name):
                     self._stop_front(name)
+            now = time.monotonic()
             for name, port in wanted.items():
-                if name not in self._running:
+                if name not in self._running and self._failed.get((name, port), 0) <= now:
                     self._start_front(name, port)
 
     def _served_port(self, record: EnvironmentRecord) -> int | None:
@@ -139,16 +146,22 @@ class WebFronts:
         if port is None or record.status not in SERVED_STATUSES:
             return None
         if not self._runs_here(record):
-            elsewhere = served_elsewhere(record)
-            if elsewhere is None or \
-                    urlsplit(f"//{elsewhere}").hostname in (self._host, self._public_host):
+            # Its runner's front must be usable from here (web/cli_forward.py), and not
+            # at this gateway's own address (another gateway on this machine: the port is
+            # that one's).
+            runner = reachable(record.runtime, "WebserverUrl")
+            if runner is None or urlsplit(runner).hostname in (self._host, self._public_host):
                 return None
         return port
 
-    def _start_front(self, name: str, port: int) -> None:
+    def _start_front(self, name: str, port: int) -> bool:
+        """Start the front; False if it could not listen on the port."""
         def upstream() -> str | None:
             record = self._store.cached(name)
-            return self._upstream_of(record) if record is not None else None
+            try:
+                return self._upstream_of(record) if record is not None else None
+            except ServiceError:  # its runner's Airflow can't be reached from here
+                return None
 
         def run_cli(argv: list[str], timeout: float,
                     identity: str) -> subprocess.CompletedProcess[bytes]:
@@ -156,10 +169,10 @@ class WebFronts:
             record = self._store.cached(name)
             if record is None or self._runs_here(record):
                 return self._run_cli(name, argv, timeout)
-            url = record.runtime.get("WebserverUrl")
-            if not url:
+            url = reachable(record.runtime, "WebserverUrl")
+            if url is None:
                 raise LookupError(name)
-            return forward_cli(str(url), self.tokens.mint("cli", name, identity), argv,
+            return forward_cli(url, self.tokens.mint("cli", name, identity), argv,
                                timeout, verify=str(self._tls.ca_bundle) if self._tls else True)
 
         def mint_airflow_token(identity: str, airflow_role: str, ttl: float,
@@ -189,12 +202,20 @@ class WebFronts:
                                                self._forwarded_allow_ips))
         thread = threading.Thread(target=server.run, daemon=True, name=f"airgate-web-{name}")
         thread.start()
-        self._running[name] = _Running(port, front, server, thread)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not server.started and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
-        if not server.started:
-            _log.warning("the front of %s did not start on port %d", name, port)
+        if server.started:
+            self._running[name] = _Running(port, front, server, thread)
+            self._failed.pop((name, port), None)
+            return True
+        # The port is taken on this machine (chosen free on the runner's): tried again
+        # later, not every round.
+        server.should_exit = True
+        thread.join(timeout=10)
+        self._failed[(name, port)] = time.monotonic() + RETRY_FAILED_FRONT
+        _log.warning("the front of %s did not start on port %d", name, port)
+        return False
 
     def _stop_front(self, name: str) -> None:
         running = self._running.pop(name)
@@ -205,6 +226,6 @@ class WebFronts:
 
 def served_elsewhere(record: EnvironmentRecord) -> str | None:
     """The WebServerHostname of an environment whose front another gateway serves, as that
-    gateway recorded it (its WebserverUrl without the scheme)."""
-    url = record.runtime.get("WebserverUrl")
-    return urlsplit(str(url)).netloc or None if url else None
+    gateway recorded it (its WebserverUrl without the scheme), if usable from here."""
+    url = reachable(record.runtime, "WebserverUrl")
+    return urlsplit(url).netloc or None if url else None

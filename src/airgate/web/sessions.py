@@ -89,7 +89,9 @@ class WebSessions:
         refusal = "Not signed in"
         for candidate in candidates:
             try:
-                claims = self._tokens.check(candidate, "session", self.environment)
+                # Off the event loop: whether the session was ended is in the store.
+                claims = await run_in_threadpool(self._tokens.check, candidate, "session",
+                                                 self.environment)
             except TokenRefused as refused:
                 refusal = str(refused)
                 continue
@@ -112,7 +114,7 @@ class WebSessions:
         principal_id = await run_in_threadpool(self._review, session.identity, role,
                                                source_ip, secure)
         if principal_id is None or principal_id != session.principal_id:
-            self.end(session)
+            await run_in_threadpool(self.end, session)
             _log.info("web session ended", extra={"fields": {
                 "environment": self.environment, "principal": session.identity,
                 "airflow_role": role, "reason": "no longer allowed"}})
