@@ -7,6 +7,7 @@ another minted, and none may accept a one-use token another has already taken.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Callable
 
@@ -36,12 +37,9 @@ class SharedKeys:
         with self._db.reading() as session:
             sealed = session.scalar(select(SharedKey.sealed).where(SharedKey.name == name))
         if sealed is None:
-            try:
-                with self._db.transaction() as session:
-                    session.add(SharedKey(name=name,
-                                          sealed=self._box.encrypt(first().hex())))
-            except IntegrityError:  # another gateway made it at the same moment: use theirs
-                pass
+            # Another gateway making it at the same moment wins: its key is read below.
+            with contextlib.suppress(IntegrityError), self._db.transaction() as session:
+                session.add(SharedKey(name=name, sealed=self._box.encrypt(first().hex())))
             with self._db.reading() as session:
                 sealed = session.scalar(select(SharedKey.sealed).where(SharedKey.name == name))
         if sealed is None:
